@@ -1,0 +1,187 @@
+// Command manager runs apiwarden in a cluster: the controllers (leader-elected),
+// the admission webhook and the authz service, each a role that can be turned
+// on or off with --roles so that one binary serves every deployment shape.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	_ "k8s.io/client-go/plugin/pkg/client/auth" // Cloud auth plugins for out-of-cluster kubeconfigs.
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/version"
+)
+
+// Role names, as accepted by --roles.
+const (
+	roleControllers = "controllers"
+	roleWebhook     = "webhook"
+	roleAuthz       = "authz"
+)
+
+var allRoles = []string{roleControllers, roleWebhook, roleAuthz}
+
+// options are the manager's command-line settings.
+type options struct {
+	roles                   []string
+	metricsAddr             string
+	probeAddr               string
+	leaderElect             bool
+	leaderElectionNamespace string
+	leaderElectionID        string
+	webhookPort             int
+	webhookCertDir          string
+	gracefulShutdown        time.Duration
+	zap                     zap.Options
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	roles := fs.String("roles", strings.Join(allRoles, ","),
+		"Comma-separated roles this replica runs: controllers (leader-elected reconcilers), webhook (admission), authz (ext_authz and forward-auth).")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" turns it off.")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader among replicas for the controllers role; every replica still serves the webhook and authz roles.")
+	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease; defaults to the pod's namespace in a cluster, and must be set outside one.")
+	fs.StringVar(&o.leaderElectionID, "leader-election-id", "apiwarden.io", "Name of the leader-election Lease.")
+	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the admission webhook's HTTPS server.")
+	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server; defaults to controller-runtime's temporary directory.")
+	fs.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for in-flight requests and reconciles on shutdown.")
+	o.zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	seen := map[string]bool{}
+	for _, r := range strings.Split(*roles, ",") {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		if !slices.Contains(allRoles, r) {
+			return nil, fmt.Errorf("--roles: unknown role %q; valid roles are %s", r, strings.Join(allRoles, ", "))
+		}
+		if !seen[r] {
+			seen[r] = true
+			o.roles = append(o.roles, r)
+		}
+	}
+	if len(o.roles) == 0 {
+		return nil, fmt.Errorf("--roles: at least one of %s is required", strings.Join(allRoles, ", "))
+	}
+	if o.webhookPort < 1 || o.webhookPort > 65535 {
+		return nil, fmt.Errorf("--webhook-port: %d is not a TCP port", o.webhookPort)
+	}
+	return o, nil
+}
+
+func (o *options) has(role string) bool { return slices.Contains(o.roles, role) }
+
+// newScheme registers every kind the manager reads or writes.
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(apiwardenv1alpha1.AddToScheme(s))
+	return s
+}
+
+func main() {
+	if err := run(ctrl.SetupSignalHandler(), os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "apiwarden manager: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the manager and blocks until ctx is cancelled (SIGTERM or
+// SIGINT) and every runnable has stopped.
+func run(ctx context.Context, args []string) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+	log := ctrl.Log.WithName("setup")
+	log.Info("Starting apiwarden manager", "version", version.Version, "roles", o.roles)
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+
+	mgrOpts := ctrl.Options{
+		Scheme:                  newScheme(),
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect && o.has(roleControllers),
+		LeaderElectionID:        o.leaderElectionID,
+		LeaderElectionNamespace: o.leaderElectionNamespace,
+		// Releasing the Lease on shutdown lets the next leader take over at
+		// once instead of waiting for the lease to expire.
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &o.gracefulShutdown,
+	}
+	if o.has(roleWebhook) {
+		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir})
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return fmt.Errorf("adding health check: %w", err)
+	}
+	// Ready only once the informer caches have synced, so a replica never
+	// answers admission or authz requests from an empty cache.
+	if err := mgr.AddReadyzCheck("informers", cacheSynced(mgr)); err != nil {
+		return fmt.Errorf("adding readiness check: %w", err)
+	}
+	if o.has(roleWebhook) {
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return fmt.Errorf("adding webhook readiness check: %w", err)
+		}
+	}
+
+	log.Info("Starting manager", "metrics", o.metricsAddr, "probes", o.probeAddr,
+		"leaderElection", mgrOpts.LeaderElection)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running manager: %w", err)
+	}
+	log.Info("Manager stopped")
+	return nil
+}
+
+// cacheSynced is a readiness check that passes once the manager's informer
+// caches have synced.
+func cacheSynced(mgr ctrl.Manager) healthz.Checker {
+	return func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), 100*time.Millisecond)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("informer caches have not synced")
+		}
+		return nil
+	}
+}

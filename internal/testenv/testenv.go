@@ -1,0 +1,187 @@
+// Package testenv starts a real kube-apiserver and etcd (controller-runtime's
+// envtest) with apiwarden's CRDs and the real CRDs of Gateway API and
+// cert-manager, taken from their Go modules at the versions pinned in go.mod.
+//
+// It is used by tests only. When the envtest binaries cannot be found or
+// built, Start fails with the reason: envtest suites never skip silently.
+package testenv
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+)
+
+// Scheme holds the built-in kinds and apiwarden's kinds.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(apiwardenv1alpha1.AddToScheme(s))
+	return s
+}
+
+// RepoRoot returns the directory of apiwarden's go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			bytes.HasPrefix(data, []byte("module github.com/apiwarden/apiwarden\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("testenv: apiwarden's go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// AssetsDir returns a directory holding kube-apiserver and etcd: the one in
+// KUBEBUILDER_ASSETS, or the one hack/envtest-assets.sh provides (from its
+// cache, setup-envtest, or a build from the Go module proxy).
+func AssetsDir() (string, error) {
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		if isExecutable(filepath.Join(dir, "kube-apiserver")) && isExecutable(filepath.Join(dir, "etcd")) {
+			return dir, nil
+		}
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("bash", filepath.Join(root, "hack", "envtest-assets.sh"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("testenv: hack/envtest-assets.sh failed: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+// ModuleDir returns the directory of a Go module in the module cache, at the
+// version go.mod requires.
+func ModuleDir(module string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return "", fmt.Errorf("testenv: go list -m %s: %s", module, ee.Stderr)
+		}
+		return "", fmt.Errorf("testenv: go list -m %s: %w", module, err)
+	}
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		// The module is required but not yet downloaded.
+		dl := exec.Command("go", "mod", "download", module)
+		dl.Dir = root
+		if out, err := dl.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("testenv: go mod download %s: %v: %s", module, err, out)
+		}
+		return ModuleDir(module)
+	}
+	return dir, nil
+}
+
+// CRDPaths lists the CRD files installed by Start: apiwarden's generated CRDs,
+// Gateway API's standard channel and cert-manager's CRDs.
+func CRDPaths() ([]string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	paths := []string{filepath.Join(root, "config", "crd", "bases")}
+	gw, err := ModuleDir("sigs.k8s.io/gateway-api")
+	if err != nil {
+		return nil, err
+	}
+	// Only the CRD files: the directory also holds a ValidatingAdmissionPolicy.
+	gwCRDs, err := filepath.Glob(filepath.Join(gw, "config", "crd", "standard", "gateway.networking.k8s.io_*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range gwCRDs {
+		if !strings.Contains(filepath.Base(p), "vap_") {
+			paths = append(paths, p)
+		}
+	}
+	cm, err := ModuleDir("github.com/cert-manager/cert-manager")
+	if err != nil {
+		return nil, err
+	}
+	cmCRDs, err := filepath.Glob(filepath.Join(cm, "deploy", "crds", "*cert-manager.io_*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if len(gwCRDs) == 0 || len(cmCRDs) == 0 {
+		return nil, fmt.Errorf("testenv: no CRDs found in %s or %s", gw, cm)
+	}
+	return append(paths, cmCRDs...), nil
+}
+
+// Environment is a running envtest control plane.
+type Environment struct {
+	*envtest.Environment
+	// Config reaches the apiserver as a cluster admin.
+	Config *rest.Config
+}
+
+// Option adjusts the envtest environment before it starts.
+type Option func(*envtest.Environment)
+
+// Start starts etcd and kube-apiserver and installs the CRDs. Callers must
+// call Stop.
+func Start(opts ...Option) (*Environment, error) {
+	assets, err := AssetsDir()
+	if err != nil {
+		return nil, err
+	}
+	crds, err := CRDPaths()
+	if err != nil {
+		return nil, err
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDInstallOptions: envtest.CRDInstallOptions{
+			Paths:              crds,
+			ErrorIfPathMissing: true,
+		},
+		ErrorIfCRDPathMissing: true,
+	}
+	for _, o := range opts {
+		o(env)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("testenv: starting kube-apiserver and etcd from %s: %w", assets, err)
+	}
+	return &Environment{Environment: env, Config: cfg}, nil
+}
+
+// Stop stops the control plane.
+func (e *Environment) Stop() error { return e.Environment.Stop() }
