@@ -187,7 +187,7 @@ type APIBaselineSpec struct {
 	// TLS 1.2 or later, authentication by any method and a rate limit.
 	// +optional
 	// +kubebuilder:default={tls:{minVersion:"1.2"},authentication:{methods:{APIKey,JWT,MTLS}},rateLimit:{}}
-	Require BaselineRequirements `json:"require,omitempty"`
+	Require *BaselineRequirements `json:"require,omitempty"`
 
 	// exemptions waive requirements for some objects until they expire.
 	// +optional

@@ -80,7 +80,7 @@ type Consumer struct {
 }
 
 // Rotation says how often keys are replaced and how long a replaced key stays valid.
-// +kubebuilder:validation:XValidation:rule="duration(self.gracePeriod) < duration(self.every)",message="gracePeriod must be shorter than every, so that at most two keys per consumer are valid at once"
+// +kubebuilder:validation:XValidation:rule="!has(self.every) || !has(self.gracePeriod) || duration(self.gracePeriod) < duration(self.every)",message="gracePeriod must be shorter than every, so that at most two keys per consumer are valid at once"
 type Rotation struct {
 	// every is the lifetime of a key before it is replaced, as a duration
 	// such as "2160h" (90 days). At least one minute.
@@ -89,7 +89,7 @@ type Rotation struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="every must be at least 1m"
-	Every metav1.Duration `json:"every,omitempty"`
+	Every *metav1.Duration `json:"every,omitempty"`
 
 	// gracePeriod is how long a replaced key stays valid after its successor
 	// is delivered, such as "168h" (7 days). It may be "0s".
@@ -98,7 +98,7 @@ type Rotation struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="gracePeriod must not be negative"
-	GracePeriod metav1.Duration `json:"gracePeriod,omitempty"`
+	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
 }
 
 // APIKeySetSpec lists the consumers of an API and how their keys are managed.
@@ -122,7 +122,7 @@ type APIKeySetSpec struct {
 	// rotation says how often keys are replaced.
 	// +optional
 	// +kubebuilder:default={every:"2160h",gracePeriod:"168h"}
-	Rotation Rotation `json:"rotation,omitempty"`
+	Rotation *Rotation `json:"rotation,omitempty"`
 }
 
 // KeyStatus describes one key without revealing it.

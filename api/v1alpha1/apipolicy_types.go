@@ -29,7 +29,7 @@ const (
 
 // PolicyTargetReference names an object an APIPolicy attaches to, in the
 // policy's own namespace (Gateway API policy attachment, GEP-713).
-// +kubebuilder:validation:XValidation:rule="(self.group == 'gateway.networking.k8s.io' && self.kind in ['HTTPRoute', 'GRPCRoute', 'Gateway']) || (self.group == 'networking.k8s.io' && self.kind == 'Ingress') || (self.group == '' && self.kind == 'Service')",message="kind must be HTTPRoute, GRPCRoute or Gateway in group gateway.networking.k8s.io, Ingress in group networking.k8s.io, or Service in the core group \"\""
+// +kubebuilder:validation:XValidation:rule="(self.group == 'gateway.networking.k8s.io' && self.kind in ['HTTPRoute', 'GRPCRoute', 'Gateway']) || (self.group == 'networking.k8s.io' && self.kind == 'Ingress') || (size(self.group) == 0 && self.kind == 'Service')",message="kind must be HTTPRoute, GRPCRoute or Gateway in group gateway.networking.k8s.io, Ingress in group networking.k8s.io, or Service in the core group \"\""
 // +kubebuilder:validation:XValidation:rule="!has(self.sectionName) || self.kind in ['Gateway', 'Service']",message="sectionName applies only to a Gateway (a listener name) or a Service (a port name)"
 type PolicyTargetReference struct {
 	// group is the API group of the target: "gateway.networking.k8s.io" for

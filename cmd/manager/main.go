@@ -24,6 +24,9 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/version"
 )
@@ -96,11 +99,14 @@ func parseFlags(args []string) (*options, error) {
 
 func (o *options) has(role string) bool { return slices.Contains(o.roles, role) }
 
-// newScheme registers every kind the manager reads or writes.
+// newScheme registers every kind the manager reads or writes: the built-in
+// kinds, apiwarden's, Gateway API v1 and cert-manager v1.
 func newScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(apiwardenv1alpha1.AddToScheme(s))
+	utilruntime.Must(gatewayv1.Install(s))
+	utilruntime.Must(certmanagerv1.AddToScheme(s))
 	return s
 }
 

@@ -21,14 +21,19 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 )
 
-// Scheme holds the built-in kinds and apiwarden's kinds.
+// Scheme holds the built-in kinds, apiwarden's kinds, Gateway API v1 and cert-manager v1.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(apiwardenv1alpha1.AddToScheme(s))
+	utilruntime.Must(gatewayv1.Install(s))
+	utilruntime.Must(certmanagerv1.AddToScheme(s))
 	return s
 }
 

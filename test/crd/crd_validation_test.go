@@ -244,7 +244,9 @@ func TestInvalidSpecsAreRejected(t *testing.T) {
 	for i, tc := range invalidCases {
 		t.Run(tc.name, func(t *testing.T) {
 			obj := object(t, tc.kind, fmt.Sprintf("invalid-%d", i), tc.spec)
-			err := k8s.Create(ctx, obj)
+			// Strict field validation, as kubectl uses by default, so unknown
+			// fields are errors rather than silently dropped.
+			err := k8s.Create(ctx, obj, client.FieldValidation("Strict"))
 			if err == nil {
 				t.Fatalf("the apiserver accepted an invalid %s:\n%s", tc.kind, tc.spec)
 			}
@@ -284,7 +286,7 @@ require: {tls: {minVersion: "1.3"}}`},
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			obj := object(t, tc.kind, fmt.Sprintf("valid-%d", i), tc.spec)
-			if err := k8s.Create(ctx, obj); err != nil {
+			if err := k8s.Create(ctx, obj, client.FieldValidation("Strict")); err != nil {
 				t.Fatalf("the apiserver rejected a valid %s: %v", tc.kind, err)
 			}
 		})
@@ -332,6 +334,12 @@ func TestDefaults(t *testing.T) {
 	baseline := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "defaults"}}
 	if err := k8s.Create(ctx, baseline); err != nil {
 		t.Fatal(err)
+	}
+	if keys.Spec.Rotation == nil || keys.Spec.Rotation.Every == nil || keys.Spec.Rotation.GracePeriod == nil {
+		t.Fatalf("apikeyset spec.rotation was not defaulted: %+v", keys.Spec.Rotation)
+	}
+	if baseline.Spec.Require == nil || baseline.Spec.Require.Authentication == nil {
+		t.Fatalf("apibaseline spec.require was not defaulted: %+v", baseline.Spec.Require)
 	}
 	req := baseline.Spec.Require
 	checks = append(checks, []struct {
@@ -385,7 +393,7 @@ func TestSamplesAreAccepted(t *testing.T) {
 				kinds[u.GetKind()] = true
 				// Server-side dry run runs every admission and validation
 				// step and then stores nothing, so samples can be re-used.
-				if err := k8s.Create(context.Background(), u, client.DryRunAll); err != nil {
+				if err := k8s.Create(context.Background(), u, client.DryRunAll, client.FieldValidation("Strict")); err != nil {
 					t.Fatalf("document %d (%s %s): %v", i, u.GetKind(), u.GetName(), err)
 				}
 			}

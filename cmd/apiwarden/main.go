@@ -1,0 +1,43 @@
+// Command apiwarden is the apiwarden CLI. It runs apiwarden's checks offline
+// on manifests, for CI and GitOps. This build offers `version`; `check`,
+// `render` and `coverage` arrive with the exposure engine and renderers.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/apiwarden/apiwarden/internal/version"
+)
+
+const usage = `apiwarden — API security checks for Kubernetes
+
+Usage:
+  apiwarden version    Print the version.
+  apiwarden help       Print this help.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the CLI and returns the process exit code: 0 on success, 2 on
+// a usage error.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "version", "--version":
+		fmt.Fprintf(stdout, "apiwarden %s\n", version.Version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "apiwarden: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
