@@ -190,3 +190,33 @@ func Start(opts ...Option) (*Environment, error) {
 
 // Stop stops the control plane.
 func (e *Environment) Stop() error { return e.Environment.Stop() }
+
+// BuildBinary compiles the main package pkg (an import path of this module,
+// such as "./cmd/manager") into dir and returns the binary's path.
+func BuildBinary(pkg, dir string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("testenv: go build %s: %v\n%s", pkg, err, b)
+	}
+	return out, nil
+}
+
+// WriteKubeconfig adds a cluster-admin user to the environment and writes a
+// kubeconfig for it to path.
+func (e *Environment) WriteKubeconfig(path string) error {
+	admin, err := e.AddUser(envtest.User{Name: "test-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("testenv: adding an admin user: %w", err)
+	}
+	data, err := admin.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("testenv: rendering a kubeconfig: %w", err)
+	}
+	return os.WriteFile(path, data, 0o600)
+}

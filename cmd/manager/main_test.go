@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/apiwarden/apiwarden/internal/testenv"
+)
+
+func TestParseFlags(t *testing.T) {
+	cases := []struct {
+		name      string
+		args      []string
+		wantRoles []string
+		wantErr   string
+	}{
+		{name: "defaults run every role", args: nil, wantRoles: []string{"controllers", "webhook", "authz"}},
+		{name: "one role", args: []string{"--roles=webhook"}, wantRoles: []string{"webhook"}},
+		{name: "roles with spaces and duplicates", args: []string{"--roles= authz, controllers ,authz"}, wantRoles: []string{"authz", "controllers"}},
+		{name: "unknown role", args: []string{"--roles=controllers,proxy"}, wantErr: `unknown role "proxy"`},
+		{name: "no role", args: []string{"--roles=,"}, wantErr: "at least one of"},
+		{name: "bad webhook port", args: []string{"--webhook-port=70000"}, wantErr: "is not a TCP port"},
+		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
+		{name: "unknown flag", args: []string{"--no-such-flag"}, wantErr: "flag provided but not defined"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseFlags(tc.args)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("want error containing %q, got %v", tc.wantErr, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(o.roles) != fmt.Sprint(tc.wantRoles) {
+				t.Fatalf("roles = %v, want %v", o.roles, tc.wantRoles)
+			}
+		})
+	}
+}
+
+// syncBuffer collects a child process's output for assertions and failure logs.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestManagerStartsAndStopsOnSIGTERM runs the real manager binary against a
+// real kube-apiserver with the controllers and webhook roles: it must become
+// ready, serve metrics and the webhook's TLS port, hold the leader Lease, and
+// on SIGTERM exit 0 and release the Lease.
+func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := env.WriteKubeconfig(kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	certDir := filepath.Join(dir, "certs")
+	if err := os.Mkdir(certDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := testenv.WriteSelfSignedCert(certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := testenv.BuildBinary("./cmd/manager", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apiwarden-system"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = testenv.FreePort(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	probeAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	cmd := exec.Command(bin,
+		"--roles=controllers,webhook",
+		"--leader-election-namespace=apiwarden-system",
+		"--metrics-bind-address="+metricsAddr,
+		"--health-probe-bind-address="+probeAddr,
+		fmt.Sprintf("--webhook-port=%d", ports[2]),
+		"--webhook-cert-dir="+certDir,
+	)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("manager output:\n%s", logs.String())
+		}
+	})
+
+	// Ready means caches synced and the webhook server listening.
+	waitFor(t, exited, 60*time.Second, "readyz to answer 200", func() bool {
+		resp, err := http.Get("http://" + probeAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "leader_election_master_status") {
+		t.Errorf("metrics do not report leader election:\n%.2000s", body)
+	}
+
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ports[2]), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("the webhook server does not serve TLS with the given certificate: %v", err)
+	}
+	conn.Close()
+
+	lease := &coordinationv1.Lease{}
+	leaseKey := client.ObjectKey{Namespace: "apiwarden-system", Name: "apiwarden.io"}
+	waitFor(t, exited, 30*time.Second, "the leader Lease to be held", func() bool {
+		return k8s.Get(ctx, leaseKey, lease) == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != ""
+	})
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("the manager exited with %v after SIGTERM", err)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("the manager did not exit within 45s of SIGTERM")
+	}
+	if !strings.Contains(logs.String(), "Manager stopped") {
+		t.Errorf("the manager did not log a clean stop")
+	}
+	if err := k8s.Get(ctx, leaseKey, lease); err != nil {
+		t.Fatal(err)
+	}
+	if h := lease.Spec.HolderIdentity; h != nil && *h != "" {
+		t.Errorf("the Lease is still held by %q after shutdown; the next leader would wait for it to expire", *h)
+	}
+}
+
+func TestManagerFailsClearlyWithoutACluster(t *testing.T) {
+	dir := t.TempDir()
+	bin, err := testenv.BuildBinary("./cmd/manager", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--roles=controllers")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(dir, "missing"), "KUBERNETES_SERVICE_HOST=", "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("the manager started without a cluster:\n%s", out)
+	}
+	if !strings.Contains(string(out), "loading kubeconfig") {
+		t.Errorf("the error does not say the kubeconfig could not be loaded:\n%s", out)
+	}
+}
+
+// waitFor polls cond until it holds, the process exits, or the timeout passes.
+func waitFor(t *testing.T, exited <-chan error, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case err := <-exited:
+			t.Fatalf("the manager exited (%v) while waiting for %s", err, what)
+		case <-tick.C:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+	}
+}
