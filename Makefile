@@ -25,7 +25,7 @@ generate: ## Generate DeepCopy methods for the API types.
 
 .PHONY: manifests
 manifests: ## Generate the CRDs (config/crd/bases) and RBAC (config/rbac/role.yaml) from markers.
-	$(CONTROLLER_GEN) crd rbac:roleName=apiwarden-manager \
+	$(CONTROLLER_GEN) crd rbac:roleName=manager \
 		paths=./api/... paths=./controllers/... paths=./webhooks/... paths=./cmd/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 

@@ -7,4 +7,3 @@ package controllers
 // +kubebuilder:rbac:groups=apiwarden.io,resources=apibaselines/status;apipolicies/status;apikeysets/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
