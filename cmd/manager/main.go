@@ -14,11 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	_ "k8s.io/client-go/plugin/pkg/client/auth" // Cloud auth plugins for out-of-cluster kubeconfigs.
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -29,6 +31,7 @@ import (
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/version"
+	"github.com/apiwarden/apiwarden/webhooks"
 )
 
 // Role names, as accepted by --roles.
@@ -50,6 +53,7 @@ type options struct {
 	leaderElectionID        string
 	webhookPort             int
 	webhookCertDir          string
+	namespace               string
 	gracefulShutdown        time.Duration
 	zap                     zap.Options
 }
@@ -66,6 +70,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "apiwarden.io", "Name of the leader-election Lease.")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the admission webhook's HTTPS server.")
 	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server; defaults to controller-runtime's temporary directory.")
+	fs.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "apiwarden's own namespace, which is never governed; defaults to $POD_NAMESPACE.")
 	fs.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for in-flight requests and reconciles on shutdown.")
 	o.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -148,12 +153,28 @@ func run(ctx context.Context, args []string) error {
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &o.gracefulShutdown,
 	}
+	// Keep managedFields out of the informer caches: apiwarden never reads
+	// them, and they are often the largest part of an object.
+	mgrOpts.Cache.DefaultTransform = cache.TransformStripManagedFields()
 	if o.has(roleWebhook) {
 		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir})
 	}
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
+	}
+
+	if o.has(roleWebhook) {
+		gatewayAPI, err := gatewayAPIInstalled(mgr)
+		if err != nil {
+			return err
+		}
+		if !gatewayAPI {
+			log.Info("Gateway API CRDs are not installed; Gateway, HTTPRoute and GRPCRoute admission is off until a restart")
+		}
+		if err := webhooks.Setup(ctx, mgr, webhooks.Options{OwnNamespace: o.namespace}, gatewayAPI); err != nil {
+			return fmt.Errorf("setting up admission webhooks: %w", err)
+		}
 	}
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -177,6 +198,21 @@ func run(ctx context.Context, args []string) error {
 	}
 	log.Info("Manager stopped")
 	return nil
+}
+
+// gatewayAPIInstalled reports whether the Gateway API v1 CRDs the webhook
+// admits are served by the apiserver.
+func gatewayAPIInstalled(mgr ctrl.Manager) (bool, error) {
+	for _, kind := range []string{"Gateway", "HTTPRoute", "GRPCRoute"} {
+		_, err := mgr.GetRESTMapper().RESTMapping(gatewayv1.SchemeGroupVersion.WithKind(kind).GroupKind(), gatewayv1.SchemeGroupVersion.Version)
+		if meta.IsNoMatchError(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("discovering %s: %w", kind, err)
+		}
+	}
+	return true, nil
 }
 
 // cacheSynced is a readiness check that passes once the manager's informer

@@ -55,7 +55,7 @@ func run() error {
 	defer stop()
 
 	fmt.Fprintf(os.Stderr, "run-local: starting etcd (data in %s) and kube-apiserver on 127.0.0.1:%d\n", etcdDir, *port)
-	env, err := testenv.Start(func(e *envtest.Environment) {
+	env, err := testenv.Start(func(e *envtest.Environment, _ string) {
 		e.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
 		e.ControlPlane.APIServer = &envtest.APIServer{SecurePort: *port}
 	})

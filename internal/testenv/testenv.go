@@ -156,8 +156,9 @@ type Environment struct {
 	Config *rest.Config
 }
 
-// Option adjusts the envtest environment before it starts.
-type Option func(*envtest.Environment)
+// Option adjusts the envtest environment before it starts; root is the
+// repository's root directory.
+type Option func(e *envtest.Environment, root string)
 
 // Start starts etcd and kube-apiserver and installs the CRDs. Callers must
 // call Stop.
@@ -178,8 +179,12 @@ func Start(opts ...Option) (*Environment, error) {
 		},
 		ErrorIfCRDPathMissing: true,
 	}
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
 	for _, o := range opts {
-		o(env)
+		o(env, root)
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -219,4 +224,16 @@ func (e *Environment) WriteKubeconfig(path string) error {
 		return fmt.Errorf("testenv: rendering a kubeconfig: %w", err)
 	}
 	return os.WriteFile(path, data, 0o600)
+}
+
+// WithWebhooks installs apiwarden's ValidatingWebhookConfiguration
+// (config/webhook/manifests.yaml), pointed by envtest at a local webhook
+// server whose host, port and certificates are in WebhookInstallOptions.
+func WithWebhooks() Option {
+	return func(e *envtest.Environment, root string) {
+		e.WebhookInstallOptions = envtest.WebhookInstallOptions{
+			Paths:            []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
+			LocalServingHost: "127.0.0.1",
+		}
+	}
 }

@@ -1,0 +1,266 @@
+package webhooks
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/exposure"
+)
+
+// APIPolicyPath is where the apiserver sends APIPolicy UPDATE and DELETE reviews.
+const APIPolicyPath = "/validate-apiwarden-io-v1alpha1-apipolicy"
+
+// maxAffected bounds how many objects one guard decision evaluates, so that
+// a policy on a Gateway with thousands of routes cannot stall admission.
+// Beyond it, the guard evaluates the first maxAffected in name order.
+const maxAffected = 500
+
+// APIPolicyGuard refuses to delete an APIPolicy, or to update it so that it
+// drops protection, while it is what keeps an exposed object compliant with a
+// Deny baseline. Under a Warn baseline it admits with warnings.
+type APIPolicyGuard struct {
+	reader  client.Reader
+	decoder admission.Decoder
+	opts    Options
+}
+
+// NewAPIPolicyGuard returns the guard.
+func NewAPIPolicyGuard(reader client.Reader, decoder admission.Decoder, opts Options) *APIPolicyGuard {
+	return &APIPolicyGuard{reader: reader, decoder: decoder, opts: opts}
+}
+
+// Handle implements admission.Handler.
+func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Delete && req.Operation != admissionv1.Update {
+		return admission.Allowed("")
+	}
+	old := &apiwardenv1alpha1.APIPolicy{}
+	if err := g.decoder.DecodeRaw(req.OldObject, old); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the existing APIPolicy: %w", err))
+	}
+	var next *apiwardenv1alpha1.APIPolicy
+	verb := "Deleting"
+	if req.Operation == admissionv1.Update {
+		next = &apiwardenv1alpha1.APIPolicy{}
+		if err := g.decoder.DecodeRaw(req.Object, next); err != nil {
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the updated APIPolicy: %w", err))
+		}
+		verb = "This update of"
+	}
+
+	snap := &cacheSnapshot{ctx: ctx, reader: g.reader}
+	affected, err := g.affected(ctx, old)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	after := &overlay{Snapshot: snap, namespace: old.Namespace, name: old.Name, next: next}
+	now := g.opts.now()
+	eopts := exposure.Options{OwnNamespace: g.opts.OwnNamespace}
+
+	var denyLines, warnLines []string
+	for _, obj := range affected {
+		before, err := exposure.Evaluate(obj, snap, now, eopts)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		afterV, err := exposure.Evaluate(obj, after, now, eopts)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		if snap.err != nil {
+			return admission.Errored(http.StatusInternalServerError, snap.err)
+		}
+		lost := newViolations(before.Violations, afterV.Violations)
+		if len(lost) == 0 {
+			continue
+		}
+		ref := fmt.Sprintf("%s %s/%s", kindOf(obj), obj.GetNamespace(), obj.GetName())
+		for action, lines := range map[apiwardenv1alpha1.EnforcementAction]*[]string{
+			apiwardenv1alpha1.EnforcementActionDeny: &denyLines,
+			apiwardenv1alpha1.EnforcementActionWarn: &warnLines,
+		} {
+			var what []string
+			baselines := map[string]bool{}
+			for _, v := range lost {
+				if v.Action == action {
+					what = append(what, describe(v.Code))
+					baselines[v.Baseline] = true
+				}
+			}
+			if len(what) > 0 {
+				*lines = append(*lines, fmt.Sprintf("%s (%s, required by APIBaseline %s)", ref, strings.Join(dedupe(what), ", "), strings.Join(sortedKeys(baselines), ", ")))
+			}
+		}
+	}
+	warns := make([]string, 0, len(warnLines))
+	for _, l := range warnLines {
+		warns = append(warns, fmt.Sprintf("apiwarden: %s APIPolicy %s/%s leaves %s", verb, old.Namespace, old.Name, l))
+	}
+	if len(denyLines) == 0 {
+		return admission.Allowed("").WithWarnings(warns...)
+	}
+	if len(denyLines) > maxListed {
+		denyLines = append(denyLines[:maxListed], fmt.Sprintf("… and %d more", len(denyLines)-maxListed))
+	}
+	logf.FromContext(ctx).Info("Denied removing protection", "policy", klog.KObj(old), "operation", req.Operation, "objects", len(denyLines))
+	msg := fmt.Sprintf("%s APIPolicy %s/%s would leave exposed objects without the protection a Deny baseline requires: %s. Attach another APIPolicy that provides it first, or remove the exposure.",
+		verb, old.Namespace, old.Name, strings.Join(denyLines, "; "))
+	return admission.Denied(msg).WithWarnings(warns...)
+}
+
+// affected returns the objects the policy protects: its targets, the routes
+// attached to a targeted Gateway, and the Ingresses backed by a targeted
+// Service. Kinds whose CRDs are not installed are skipped.
+func (g *APIPolicyGuard) affected(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) ([]client.Object, error) {
+	var out []client.Object
+	seen := map[string]bool{}
+	add := func(o client.Object) {
+		k := kindOf(o) + "/" + o.GetNamespace() + "/" + o.GetName()
+		if !seen[k] && len(out) < maxAffected {
+			seen[k] = true
+			out = append(out, o)
+		}
+	}
+	get := func(o client.Object, name string) error {
+		err := g.reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: name}, o)
+		switch {
+		case err == nil:
+			add(o)
+		case client.IgnoreNotFound(err) == nil || isNoMatch(err):
+		default:
+			return fmt.Errorf("reading target %s/%s: %w", p.Namespace, name, err)
+		}
+		return nil
+	}
+	for _, k := range exposure.PolicyTargetKeys(p) {
+		var err error
+		switch k.Kind {
+		case "Ingress":
+			err = get(&networkingv1.Ingress{}, k.Name)
+		case "Service":
+			if err = get(&corev1.Service{}, k.Name); err == nil {
+				var list networkingv1.IngressList
+				err = g.reader.List(ctx, &list, client.InNamespace(p.Namespace), client.MatchingFields{IndexIngressBackend: k.Name})
+				for i := range list.Items {
+					add(&list.Items[i])
+				}
+			}
+		case "Gateway":
+			if err = get(&gatewayv1.Gateway{}, k.Name); err == nil {
+				err = g.attachedRoutes(ctx, k, add)
+			}
+		case "HTTPRoute":
+			err = get(&gatewayv1.HTTPRoute{}, k.Name)
+		case "GRPCRoute":
+			err = get(&gatewayv1.GRPCRoute{}, k.Name)
+		}
+		if err != nil && !isNoMatch(err) {
+			return nil, fmt.Errorf("finding what APIPolicy %s/%s protects: %w", p.Namespace, p.Name, err)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return out, nil
+}
+
+func (g *APIPolicyGuard) attachedRoutes(ctx context.Context, gw exposure.TargetKey, add func(client.Object)) error {
+	parent := client.MatchingFields{IndexRouteParent: gw.Namespace + "/" + gw.Name}
+	var hr gatewayv1.HTTPRouteList
+	if err := g.reader.List(ctx, &hr, parent); err != nil && !isNoMatch(err) {
+		return err
+	}
+	for i := range hr.Items {
+		add(&hr.Items[i])
+	}
+	var gr gatewayv1.GRPCRouteList
+	if err := g.reader.List(ctx, &gr, parent); err != nil && !isNoMatch(err) {
+		return err
+	}
+	for i := range gr.Items {
+		add(&gr.Items[i])
+	}
+	return nil
+}
+
+// newViolations returns the violations in after that before did not have.
+func newViolations(before, after []exposure.Violation) []exposure.Violation {
+	had := map[string]bool{}
+	for _, v := range before {
+		had[string(v.Code)+"|"+v.Field+"|"+v.Baseline] = true
+	}
+	var out []exposure.Violation
+	for _, v := range after {
+		if !had[string(v.Code)+"|"+v.Field+"|"+v.Baseline] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// describe names, in a few words, what a violation code says is missing.
+func describe(c exposure.Code) string {
+	switch c {
+	case exposure.CodeAuthMissing, exposure.CodeAuthMethodNotAllowed:
+		return "authentication"
+	case exposure.CodeRateLimitMissing, exposure.CodeRateLimitAboveCeiling:
+		return "rate limit"
+	case exposure.CodeBodyLimitMissing, exposure.CodeBodyLimitTooLarge:
+		return "request body limit"
+	case exposure.CodeInsecureListener:
+		return "HTTP-to-HTTPS redirect"
+	case exposure.CodeTLSVersionTooLow:
+		return "minimum TLS version"
+	case exposure.CodeCORSWildcardOrigin:
+		return "CORS origin restriction"
+	}
+	return string(c)
+}
+
+func kindOf(o client.Object) string {
+	switch o.(type) {
+	case *networkingv1.Ingress:
+		return "Ingress"
+	case *corev1.Service:
+		return "Service"
+	case *gatewayv1.Gateway:
+		return "Gateway"
+	case *gatewayv1.HTTPRoute:
+		return "HTTPRoute"
+	case *gatewayv1.GRPCRoute:
+		return "GRPCRoute"
+	}
+	return fmt.Sprintf("%T", o)
+}
+
+func dedupe(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, x := range s {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

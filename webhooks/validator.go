@@ -1,0 +1,123 @@
+package webhooks
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/exposure"
+)
+
+// maxListed bounds how many violations one admission response lists, so a
+// pathological object cannot produce a megabyte-long denial.
+const maxListed = 10
+
+// Options configure the admission handlers.
+type Options struct {
+	// OwnNamespace is apiwarden's namespace, never governed.
+	OwnNamespace string
+	// Now returns the current time; tests may fix it.
+	Now func() time.Time
+}
+
+func (o Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+// exposureValidator admits or rejects one exposable kind as the engine says.
+type exposureValidator struct {
+	kind    string
+	newObj  func() client.Object
+	reader  client.Reader
+	decoder admission.Decoder
+	opts    Options
+}
+
+// Handle implements admission.Handler.
+func (v *exposureValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	obj := v.newObj()
+	if err := v.decoder.Decode(req, obj); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding %s: %w", v.kind, err))
+	}
+	if obj.GetNamespace() == "" {
+		obj.SetNamespace(req.Namespace)
+	}
+	snap := &cacheSnapshot{ctx: ctx, reader: v.reader}
+	verdict, err := exposure.Evaluate(obj, snap, v.opts.now(), exposure.Options{OwnNamespace: v.opts.OwnNamespace})
+	if err == nil {
+		err = snap.err
+	}
+	if err != nil {
+		// A verdict computed from a partial view could wrongly admit; fail
+		// closed and let the apiserver's failurePolicy decide.
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("evaluating %s %s/%s: %w", v.kind, obj.GetNamespace(), obj.GetName(), err))
+	}
+	resp := respond(verdict.ByAction(apiwardenv1alpha1.EnforcementActionDeny), verdict.ByAction(apiwardenv1alpha1.EnforcementActionWarn))
+	if !resp.Allowed {
+		logf.FromContext(ctx).Info("Denied exposed object", "kind", v.kind, "object", klog.KObj(obj),
+			"codes", codes(verdict.ByAction(apiwardenv1alpha1.EnforcementActionDeny)))
+	}
+	return resp
+}
+
+// respond turns violations into an admission response: denied when any deny
+// violation exists, with warnings for the warn ones.
+func respond(deny, warn []exposure.Violation) admission.Response {
+	var resp admission.Response
+	if len(deny) > 0 {
+		resp = admission.Denied(denialMessage(deny))
+	} else {
+		resp = admission.Allowed("")
+	}
+	return resp.WithWarnings(warnings(warn)...)
+}
+
+// denialMessage lists each violation's message and fix, one per line.
+func denialMessage(vs []exposure.Violation) string {
+	var b strings.Builder
+	for i, v := range vs {
+		if i == maxListed {
+			fmt.Fprintf(&b, "\n… and %d more violations; run `apiwarden check` on the manifest to see them all.", len(vs)-maxListed)
+			break
+		}
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(v.Text())
+	}
+	return b.String()
+}
+
+// warnings renders warn-level violations as admission warnings, which kubectl
+// prints. The apiserver may truncate a warning past 256 characters, so the
+// code and message come first.
+func warnings(vs []exposure.Violation) []string {
+	var out []string
+	for i, v := range vs {
+		if i == maxListed {
+			out = append(out, fmt.Sprintf("apiwarden: %d more violations not shown", len(vs)-maxListed))
+			break
+		}
+		out = append(out, fmt.Sprintf("apiwarden %s: %s", v.Code, v.Message))
+	}
+	return out
+}
+
+func codes(vs []exposure.Violation) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v.Code)
+	}
+	return out
+}
