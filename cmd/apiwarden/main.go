@@ -1,6 +1,6 @@
 // Command apiwarden is the apiwarden CLI. It runs apiwarden's checks offline
-// on manifests, for CI and GitOps. This build offers `version`; `check`,
-// `render` and `coverage` arrive with the exposure engine and renderers.
+// on manifests, for CI and GitOps, with the same engine as the admission
+// webhook.
 package main
 
 import (
@@ -14,22 +14,25 @@ import (
 const usage = `apiwarden — API security checks for Kubernetes
 
 Usage:
-  apiwarden version    Print the version.
-  apiwarden help       Print this help.
+  apiwarden check -f FILE|DIR|- [flags]   Check manifests offline (apiwarden check -h).
+  apiwarden version                       Print the version.
+  apiwarden help                          Print this help.
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // run executes the CLI and returns the process exit code: 0 on success, 2 on
 // a usage error.
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	switch args[0] {
+	case "check":
+		return runCheck(args[1:], stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "apiwarden %s\n", version.Version)
 		return 0

@@ -20,7 +20,7 @@ func TestRun(t *testing.T) {
 	}
 	for _, c := range cases {
 		var out, errOut bytes.Buffer
-		if code := run(c.args, &out, &errOut); code != c.code {
+		if code := run(c.args, strings.NewReader(""), &out, &errOut); code != c.code {
 			t.Errorf("%v: exit %d, want %d", c.args, code, c.code)
 		}
 		if !strings.Contains(out.String(), c.stdout) {
