@@ -1,0 +1,140 @@
+package webhooks
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/testenv"
+)
+
+// newTestHandler serves the Ingress validator over a reader holding one Deny
+// baseline. The fake client stands in for the manager's cache here only: this
+// test is about HTTP handling of hostile input, not about the apiserver, which
+// the envtest suite covers.
+func newTestHandler(t testing.TB) http.Handler {
+	t.Helper()
+	s := testenv.Scheme()
+	reader := fake.NewClientBuilder().WithScheme(s).
+		WithObjects(&apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "default"}}).
+		WithIndex(&apiwardenv1alpha1.APIPolicy{}, IndexPolicyTarget, func(client.Object) []string { return nil }).
+		Build()
+	return Handlers(reader, s, Options{Now: func() time.Time { return time.Unix(0, 0) }}, true)[IngressPath]
+}
+
+func review(t testing.TB, obj runtime.Object) []byte {
+	t.Helper()
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: types.UID("1"), Operation: admissionv1.Create, Namespace: "shop", Name: "web",
+			Kind:   metav1.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"},
+			Object: runtime.RawExtension{Raw: raw},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func post(h http.Handler, contentType string, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, IngressPath, bytes.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestStrictRejectsMalformedReviews(t *testing.T) {
+	h := newTestHandler(t)
+	cases := []struct {
+		name, contentType string
+		body              []byte
+		code              int
+	}{
+		{"empty body", "application/json", nil, http.StatusBadRequest},
+		{"not JSON", "application/json", []byte("{nope"), http.StatusBadRequest},
+		{"wrong content type", "text/plain", review(t, &networkingv1.Ingress{}), http.StatusUnsupportedMediaType},
+		{"no request", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), http.StatusBadRequest},
+		{"no uid", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}`), http.StatusBadRequest},
+		{"v1beta1 review", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"1"}}`), http.StatusBadRequest},
+		{"too large", "application/json", bytes.Repeat([]byte(" "), maxReviewBytes+1), http.StatusRequestEntityTooLarge},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rec := post(h, c.contentType, c.body)
+			if rec.Code != c.code {
+				t.Fatalf("HTTP %d, want %d: %s", rec.Code, c.code, rec.Body.String())
+			}
+		})
+	}
+	req := httptest.NewRequest(http.MethodGet, IngressPath, nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET: HTTP %d, want 405", rec.Code)
+	}
+}
+
+func TestValidReviewIsAnswered(t *testing.T) {
+	h := newTestHandler(t)
+	in := &networkingv1.Ingress{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec:       networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "shop.example.com"}}},
+	}
+	rec := post(h, "application/json", review(t, in))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("HTTP %d: %s", rec.Code, rec.Body.String())
+	}
+	var out admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Response == nil || out.Response.Allowed || out.Response.UID != "1" ||
+		!strings.Contains(out.Response.Result.Message, "Ingress shop/web exposes host shop.example.com without TLS") {
+		t.Fatalf("want a denial naming the missing TLS, got %+v", out.Response)
+	}
+}
+
+// FuzzAdmissionReview sends arbitrary bodies to the Ingress webhook: it must
+// never panic and never answer 5xx; malformed input gets 4xx.
+func FuzzAdmissionReview(f *testing.F) {
+	h := newTestHandler(f)
+	in := &networkingv1.Ingress{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: networkingv1.IngressSpec{
+			TLS:   []networkingv1.IngressTLS{{Hosts: []string{"*.example.com"}}},
+			Rules: []networkingv1.IngressRule{{Host: "a.example.com"}, {}},
+		},
+	}
+	f.Add(review(f, in))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","object":{"spec":{"rules":[{"host":"*"}]}}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","object":null}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rec := post(h, "application/json", body)
+		if rec.Code >= 500 {
+			t.Fatalf("HTTP %d for body %q: %s", rec.Code, body, rec.Body.String())
+		}
+	})
+}
