@@ -38,8 +38,9 @@ func run() error {
 	dir := flag.String("dir", ".run-local", "Directory for etcd's data and the kubeconfig; it survives restarts.")
 	port := flag.Int("port", 16443, "Loopback port of the kube-apiserver.")
 	manager := flag.String("manager", "bin/manager", "Path of the apiwarden manager binary; empty runs the control plane alone.")
-	managerArgs := flag.String("manager-args", "--roles=controllers --leader-elect=false --metrics-bind-address=127.0.0.1:18080 --health-probe-bind-address=127.0.0.1:18081",
-		"Arguments passed to the manager, separated by spaces.")
+	roles := flag.String("roles", "controllers,webhook", "Manager roles; with webhook, apiwarden's ValidatingWebhookConfiguration is installed and pointed at the local manager.")
+	managerArgs := flag.String("manager-args", "--leader-elect=false --metrics-bind-address=127.0.0.1:18080 --health-probe-bind-address=127.0.0.1:18081",
+		"More arguments passed to the manager, separated by spaces.")
 	flag.Parse()
 
 	absDir, err := filepath.Abs(*dir)
@@ -55,10 +56,18 @@ func run() error {
 	defer stop()
 
 	fmt.Fprintf(os.Stderr, "run-local: starting etcd (data in %s) and kube-apiserver on 127.0.0.1:%d\n", etcdDir, *port)
-	env, err := testenv.Start(func(e *envtest.Environment, _ string) {
+	withWebhook := strings.Contains(","+*roles+",", ",webhook,")
+	opts := []testenv.Option{func(e *envtest.Environment, _ string) {
 		e.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
 		e.ControlPlane.APIServer = &envtest.APIServer{SecurePort: *port}
-	})
+	}}
+	if withWebhook {
+		// envtest writes a serving certificate for 127.0.0.1, installs the
+		// webhook configuration with its CA and a URL on a free local port,
+		// and the manager serves there.
+		opts = append(opts, testenv.WithWebhooks())
+	}
+	env, err := testenv.Start(opts...)
 	if err != nil {
 		return err
 	}
@@ -98,7 +107,12 @@ Press Ctrl-C to stop everything; etcd's data stays in %[2]s.
 		<-ctx.Done()
 		return nil
 	}
-	return runManager(ctx, *manager, strings.Fields(*managerArgs), kubeconfigPath)
+	args := append([]string{"--roles=" + *roles, "--namespace=apiwarden-system"}, strings.Fields(*managerArgs)...)
+	if withWebhook {
+		wh := env.WebhookInstallOptions
+		args = append(args, fmt.Sprintf("--webhook-port=%d", wh.LocalServingPort), "--webhook-cert-dir="+wh.LocalServingCertDir)
+	}
+	return runManager(ctx, *manager, args, kubeconfigPath)
 }
 
 // runManager runs the manager until ctx ends, then stops it with SIGTERM so it

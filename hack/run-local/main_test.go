@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -54,6 +55,29 @@ func TestRunLocalServesAPIAndKeepsData(t *testing.T) {
 		}
 		if err := k8s.Create(ctx, policy); err != nil {
 			t.Fatal(err)
+		}
+
+		// The webhook runs too: under a Deny baseline a bare Ingress is refused.
+		baseline := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "local"}}
+		if err := k8s.Create(ctx, baseline); err != nil {
+			t.Fatal(err)
+		}
+		ingress := &networkingv1.Ingress{
+			ObjectMeta: metav1.ObjectMeta{Name: "bare", Namespace: "shop"},
+			Spec:       networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "shop.example.com"}}},
+		}
+		// The baseline reaches the webhook's cache within moments; retry
+		// until the denial comes or the deadline passes.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			err := k8s.Create(ctx, ingress, client.DryRunAll)
+			if err != nil && strings.Contains(err.Error(), "Ingress shop/bare exposes host shop.example.com without TLS") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the local webhook did not deny a bare Ingress: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 
 		// kubectl explain reads the OpenAPI v3 document; the field docs must be there.
@@ -104,7 +128,7 @@ func start(t *testing.T, runLocal, manager, dataDir string, use func(*rest.Confi
 		"--dir", dataDir,
 		"--port", fmt.Sprint(apiPort),
 		"--manager", manager,
-		"--manager-args", "--roles=controllers --leader-elect=false --metrics-bind-address=0 --health-probe-bind-address="+probeAddr,
+		"--manager-args", "--leader-elect=false --metrics-bind-address=0 --health-probe-bind-address="+probeAddr,
 	)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

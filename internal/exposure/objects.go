@@ -70,7 +70,8 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 		}
 		tlsHosts = append(tlsHosts, t.Hosts...)
 	}
-	seenHost := map[string]bool{}
+	covered := newTLSHostSet(tlsHosts)
+	seenHost := make(map[string]bool, len(in.Spec.Rules))
 	for i, r := range in.Spec.Rules {
 		field := fmt.Sprintf("spec.rules[%d].host", i)
 		if r.Host == "" {
@@ -88,7 +89,7 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 			continue
 		}
 		seenHost[r.Host] = true
-		if !hostCovered(r.Host, tlsHosts) {
+		if !covered.covers(r.Host) {
 			a.findings = append(a.findings, finding{
 				code: CodeTLSMissing, control: apiwardenv1alpha1.ControlTLS, field: field,
 				message: fmt.Sprintf("%s exposes host %s without TLS: spec.tls has no entry for it.", a.ref(), r.Host),
@@ -144,23 +145,44 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 	return a
 }
 
-// hostCovered reports whether host is covered by a TLS host list: an exact
-// match, or a wildcard "*.example.com" covering exactly one more label.
-func hostCovered(host string, tlsHosts []string) bool {
-	host = strings.ToLower(host)
-	for _, t := range tlsHosts {
-		t = strings.ToLower(t)
-		if t == host {
-			return true
-		}
-		if suffix, ok := strings.CutPrefix(t, "*."); ok && !strings.HasPrefix(host, "*.") {
-			first, rest, found := strings.Cut(host, ".")
-			if found && first != "" && rest == suffix {
-				return true
+// tlsHostSet holds an Ingress's TLS hosts, lower-cased once: exact names,
+// and the suffixes of wildcard entries ("*.example.com" → "example.com").
+type tlsHostSet struct {
+	exact    map[string]struct{}
+	wildcard map[string]struct{}
+}
+
+func newTLSHostSet(hosts []string) tlsHostSet {
+	s := tlsHostSet{exact: make(map[string]struct{}, len(hosts))}
+	for _, h := range hosts {
+		h = strings.ToLower(h)
+		s.exact[h] = struct{}{}
+		if suffix, ok := strings.CutPrefix(h, "*."); ok {
+			if s.wildcard == nil {
+				s.wildcard = map[string]struct{}{}
 			}
+			s.wildcard[suffix] = struct{}{}
 		}
 	}
-	return false
+	return s
+}
+
+// covers reports whether host is covered: an exact match, or a wildcard
+// "*.example.com" covering exactly one more label.
+func (s tlsHostSet) covers(host string) bool {
+	host = strings.ToLower(host)
+	if _, ok := s.exact[host]; ok {
+		return true
+	}
+	if len(s.wildcard) == 0 || strings.HasPrefix(host, "*.") {
+		return false
+	}
+	first, rest, found := strings.Cut(host, ".")
+	if !found || first == "" {
+		return false
+	}
+	_, ok := s.wildcard[rest]
+	return ok
 }
 
 // Service annotations by which cloud load balancers terminate TLS.

@@ -1,4 +1,6 @@
-package webhooks_test
+// Package admission runs apiwarden's admission webhooks behind a real kube-apiserver
+// (envtest): the apiserver calls them as it would in a cluster.
+package admission
 
 import (
 	"context"
