@@ -169,7 +169,9 @@ func governing(snap Snapshot, namespace string, opts Options) []*apiwardenv1alph
 			out = append(out, b)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if len(out) > 1 {
+		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	}
 	return out
 }
 
@@ -259,12 +261,11 @@ func checkTLSVersion(a *analysis, sc scope, eff effective, req *apiwardenv1alpha
 func checkAPI(a *analysis, sc scope, eff effective, req requirementSet) []finding {
 	var out []finding
 	if r := req.Authentication; r != nil {
-		got := methods(eff.authentication)
+		var buf [3]apiwardenv1alpha1.AuthenticationMethod
+		got := methods(eff.authentication, &buf)
 		allowed := r.Methods
 		if len(allowed) == 0 {
-			allowed = []apiwardenv1alpha1.AuthenticationMethod{
-				apiwardenv1alpha1.AuthenticationMethodAPIKey, apiwardenv1alpha1.AuthenticationMethodJWT, apiwardenv1alpha1.AuthenticationMethodMTLS,
-			}
+			allowed = allMethods
 		}
 		switch {
 		case len(got) == 0:
@@ -277,7 +278,7 @@ func checkAPI(a *analysis, sc scope, eff effective, req requirementSet) []findin
 			out = append(out, finding{
 				code: CodeAuthMethodNotAllowed, control: apiwardenv1alpha1.ControlAuthentication, field: sc.field,
 				message: fmt.Sprintf("%s authenticates with %s only, which the baseline does not accept.", subject(a, sc), methodList(got)),
-				hint:    fmt.Sprintf("Configure one of %s in APIPolicy %q,", methodList(allowed), eff.policies[0]),
+				hint:    fmt.Sprintf("Configure one of %s in APIPolicy %q,", methodList(allowed), eff.policy),
 			})
 		}
 	}
@@ -332,6 +333,10 @@ func checkAPI(a *analysis, sc scope, eff effective, req requirementSet) []findin
 		}
 	}
 	return out
+}
+
+var allMethods = []apiwardenv1alpha1.AuthenticationMethod{
+	apiwardenv1alpha1.AuthenticationMethodAPIKey, apiwardenv1alpha1.AuthenticationMethodJWT, apiwardenv1alpha1.AuthenticationMethodMTLS,
 }
 
 func anyAllowed(got, allowed []apiwardenv1alpha1.AuthenticationMethod) bool {

@@ -62,36 +62,29 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 	// TLS: every rule host must be covered by a spec.tls entry. A rule (or
 	// default backend) without a host answers on every host; only a TLS entry
 	// without hosts (the controller's default certificate) covers it.
-	var tlsHosts []string
 	defaultCert := false
 	for _, t := range in.Spec.TLS {
 		if len(t.Hosts) == 0 {
 			defaultCert = true
 		}
-		tlsHosts = append(tlsHosts, t.Hosts...)
 	}
-	covered := newTLSHostSet(tlsHosts)
-	seenHost := make(map[string]bool, len(in.Spec.Rules))
+	covered := newTLSHostSet(in.Spec.TLS)
 	for i, r := range in.Spec.Rules {
-		field := fmt.Sprintf("spec.rules[%d].host", i)
 		if r.Host == "" {
-			if !defaultCert && !seenHost[""] {
+			if !defaultCert && !hostSeen(in.Spec.Rules[:i], "") {
 				a.findings = append(a.findings, finding{
 					code: CodeTLSMissing, control: apiwardenv1alpha1.ControlTLS, field: fmt.Sprintf("spec.rules[%d]", i),
 					message: fmt.Sprintf("%s exposes a rule without a host, which answers on every host, without TLS: spec.tls has no entry without hosts for it.", a.ref()),
 					hint:    "Set a host on the rule and add it to spec.tls, or add a spec.tls entry without hosts (the controller's default certificate),",
 				})
 			}
-			seenHost[""] = true
 			continue
 		}
-		if seenHost[r.Host] {
-			continue
-		}
-		seenHost[r.Host] = true
-		if !covered.covers(r.Host) {
+		// Duplicates are looked for only among uncovered hosts, so the
+		// common, compliant case costs no extra work.
+		if !covered.covers(r.Host) && !hostSeen(in.Spec.Rules[:i], r.Host) {
 			a.findings = append(a.findings, finding{
-				code: CodeTLSMissing, control: apiwardenv1alpha1.ControlTLS, field: field,
+				code: CodeTLSMissing, control: apiwardenv1alpha1.ControlTLS, field: fmt.Sprintf("spec.rules[%d].host", i),
 				message: fmt.Sprintf("%s exposes host %s without TLS: spec.tls has no entry for it.", a.ref(), r.Host),
 				hint:    "Add a TLS entry,",
 			})
@@ -106,38 +99,47 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 	}
 
 	// Protection: the Ingress's own policy, else the backend Service's.
-	services := map[string]string{} // service name -> field
-	var order []string
-	addService := func(b *networkingv1.IngressBackend, field string) {
+	type backend struct {
+		name       string
+		rule, path int // -1, -1 for the default backend
+	}
+	var backends []backend
+	addService := func(b *networkingv1.IngressBackend, rule, path int) {
 		if b == nil || b.Service == nil || b.Service.Name == "" {
 			return
 		}
-		if _, ok := services[b.Service.Name]; !ok {
-			services[b.Service.Name] = field
-			order = append(order, b.Service.Name)
+		for _, x := range backends {
+			if x.name == b.Service.Name {
+				return
+			}
 		}
+		backends = append(backends, backend{name: b.Service.Name, rule: rule, path: path})
 	}
-	addService(in.Spec.DefaultBackend, "spec.defaultBackend.service.name")
+	addService(in.Spec.DefaultBackend, -1, -1)
 	for i, r := range in.Spec.Rules {
 		if r.HTTP == nil {
 			continue
 		}
 		for j := range r.HTTP.Paths {
-			addService(&r.HTTP.Paths[j].Backend, fmt.Sprintf("spec.rules[%d].http.paths[%d].backend.service.name", i, j))
+			addService(&r.HTTP.Paths[j].Backend, i, j)
 		}
 	}
-	if len(order) == 0 {
+	if len(backends) == 0 {
 		sc := scope{levels: []level{{key: self}}, field: "spec"}
 		a.apiScopes, a.tlsScopes = []scope{sc}, []scope{sc}
 		return a
 	}
-	for _, svc := range order {
-		sc := scope{
-			levels: []level{{key: self}, {key: TargetKey{Group: GroupCore, Kind: "Service", Namespace: in.Namespace, Name: svc}}},
-			field:  services[svc],
+	for _, b := range backends {
+		field := "spec.defaultBackend.service.name"
+		if b.rule >= 0 {
+			field = "spec.rules[" + strconv.Itoa(b.rule) + "].http.paths[" + strconv.Itoa(b.path) + "].backend.service.name"
 		}
-		if len(order) > 1 {
-			sc.via = "for backend Service " + svc
+		sc := scope{
+			levels: []level{{key: self}, {key: TargetKey{Group: GroupCore, Kind: "Service", Namespace: in.Namespace, Name: b.name}}},
+			field:  field,
+		}
+		if len(backends) > 1 {
+			sc.via = "for backend Service " + b.name
 		}
 		a.apiScopes = append(a.apiScopes, sc)
 		a.tlsScopes = append(a.tlsScopes, sc)
@@ -145,44 +147,76 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 	return a
 }
 
-// tlsHostSet holds an Ingress's TLS hosts, lower-cased once: exact names,
-// and the suffixes of wildcard entries ("*.example.com" → "example.com").
-type tlsHostSet struct {
-	exact    map[string]struct{}
-	wildcard map[string]struct{}
-}
-
-func newTLSHostSet(hosts []string) tlsHostSet {
-	s := tlsHostSet{exact: make(map[string]struct{}, len(hosts))}
-	for _, h := range hosts {
-		h = strings.ToLower(h)
-		s.exact[h] = struct{}{}
-		if suffix, ok := strings.CutPrefix(h, "*."); ok {
-			if s.wildcard == nil {
-				s.wildcard = map[string]struct{}{}
-			}
-			s.wildcard[suffix] = struct{}{}
+// hostSeen reports whether an earlier rule has the same host.
+func hostSeen(earlier []networkingv1.IngressRule, host string) bool {
+	for _, r := range earlier {
+		if r.Host == host {
+			return true
 		}
 	}
+	return false
+}
+
+// tlsHostSet holds an Ingress's TLS hosts, lower-cased once and sorted, for
+// binary search: exact names, and wildcard entries ("*.example.com"), whose
+// suffix is looked up as "*." + the host minus its first label.
+type tlsHostSet struct {
+	hosts []string
+}
+
+func newTLSHostSet(entries []networkingv1.IngressTLS) tlsHostSet {
+	n := 0
+	for _, t := range entries {
+		n += len(t.Hosts)
+	}
+	s := tlsHostSet{hosts: make([]string, 0, n)}
+	for _, t := range entries {
+		for _, h := range t.Hosts {
+			s.hosts = append(s.hosts, strings.ToLower(h))
+		}
+	}
+	slices.Sort(s.hosts)
 	return s
+}
+
+func (s tlsHostSet) has(h string) bool {
+	_, ok := slices.BinarySearch(s.hosts, h)
+	return ok
 }
 
 // covers reports whether host is covered: an exact match, or a wildcard
 // "*.example.com" covering exactly one more label.
 func (s tlsHostSet) covers(host string) bool {
 	host = strings.ToLower(host)
-	if _, ok := s.exact[host]; ok {
+	if s.has(host) {
 		return true
 	}
-	if len(s.wildcard) == 0 || strings.HasPrefix(host, "*.") {
+	if strings.HasPrefix(host, "*.") {
 		return false
 	}
 	first, rest, found := strings.Cut(host, ".")
 	if !found || first == "" {
 		return false
 	}
-	_, ok := s.wildcard[rest]
-	return ok
+	// "*." + rest without allocating: the host's own bytes from the dot on.
+	i := len(host) - len(rest) - 1
+	return s.hasWildcard(host[i:])
+}
+
+// hasWildcard reports whether "*" + dotSuffix is in the set.
+func (s tlsHostSet) hasWildcard(dotSuffix string) bool {
+	// Compare e with "*"+target without building that string: the first
+	// byte decides unless e also starts with '*'.
+	i, _ := slices.BinarySearchFunc(s.hosts, dotSuffix, func(e, target string) int {
+		switch {
+		case e == "" || e[0] < '*':
+			return -1
+		case e[0] > '*':
+			return 1
+		}
+		return strings.Compare(e[1:], target)
+	})
+	return i < len(s.hosts) && len(s.hosts[i]) > 0 && s.hosts[i][0] == '*' && s.hosts[i][1:] == dotSuffix
 }
 
 // Service annotations by which cloud load balancers terminate TLS.

@@ -38,8 +38,8 @@ type effective struct {
 	request        *apiwardenv1alpha1.RequestLimits
 	cors           *apiwardenv1alpha1.CORS
 
-	// policies names the Enforce-mode policies that contributed.
-	policies []string
+	// policy names the most specific Enforce-mode policy that contributed.
+	policy string
 	// dryRun names DryRun policies that would have applied.
 	dryRun []string
 }
@@ -51,16 +51,15 @@ func sectionMatches(ref apiwardenv1alpha1.PolicyTargetReference, section string)
 	return ref.SectionName == nil || *ref.SectionName == section
 }
 
-// policyOrder sorts policies oldest first, then by name, the documented
-// conflict rule: at one level the older policy wins.
-func policyOrder(ps []*apiwardenv1alpha1.APIPolicy) {
-	sort.SliceStable(ps, func(i, j int) bool {
-		ti, tj := ps[i].CreationTimestamp, ps[j].CreationTimestamp
-		if !ti.Equal(&tj) {
-			return ti.Before(&tj)
-		}
-		return ps[i].Name < ps[j].Name
-	})
+// older reports whether a was created before b, by name when created at the
+// same time: the documented conflict rule is that at one level the older
+// policy wins.
+func older(a, b *apiwardenv1alpha1.APIPolicy) bool {
+	ta, tb := a.CreationTimestamp, b.CreationTimestamp
+	if !ta.Equal(&tb) {
+		return ta.Before(&tb)
+	}
+	return a.Name < b.Name
 }
 
 // targets reports whether p targets key at section.
@@ -80,23 +79,27 @@ func targets(p *apiwardenv1alpha1.APIPolicy, key TargetKey, section string) bool
 func resolve(snap Snapshot, sc scope) effective {
 	var eff effective
 	for _, lv := range sc.levels {
-		var enforce []*apiwardenv1alpha1.APIPolicy
-		for _, p := range snap.PoliciesFor(lv.key) {
-			if !targets(p, lv.key, lv.section) {
+		// The oldest Enforce-mode policy at this level wins; picking it in
+		// one pass keeps admission free of allocations here.
+		var p *apiwardenv1alpha1.APIPolicy
+		for _, c := range snap.PoliciesFor(lv.key) {
+			if !targets(c, lv.key, lv.section) {
 				continue
 			}
-			if p.Spec.Mode == apiwardenv1alpha1.PolicyModeDryRun {
-				eff.dryRun = append(eff.dryRun, p.Name)
+			if c.Spec.Mode == apiwardenv1alpha1.PolicyModeDryRun {
+				eff.dryRun = append(eff.dryRun, c.Name)
 				continue
 			}
-			enforce = append(enforce, p)
+			if p == nil || older(c, p) {
+				p = c
+			}
 		}
-		if len(enforce) == 0 {
+		if p == nil {
 			continue
 		}
-		policyOrder(enforce)
-		p := enforce[0]
-		eff.policies = append(eff.policies, p.Name)
+		if eff.policy == "" {
+			eff.policy = p.Name
+		}
 		s := &p.Spec
 		if eff.tls == nil && s.TLS != nil {
 			eff.tls = s.TLS
@@ -114,16 +117,19 @@ func resolve(snap Snapshot, sc scope) effective {
 			eff.cors = s.CORS
 		}
 	}
-	sort.Strings(eff.dryRun)
+	if len(eff.dryRun) > 1 {
+		sort.Strings(eff.dryRun)
+	}
 	return eff
 }
 
-// methods lists the authentication methods an Authentication configures.
-func methods(a *apiwardenv1alpha1.Authentication) []apiwardenv1alpha1.AuthenticationMethod {
+// methods lists the authentication methods an Authentication configures,
+// into buf to spare an allocation.
+func methods(a *apiwardenv1alpha1.Authentication, buf *[3]apiwardenv1alpha1.AuthenticationMethod) []apiwardenv1alpha1.AuthenticationMethod {
+	out := buf[:0]
 	if a == nil {
-		return nil
+		return out
 	}
-	var out []apiwardenv1alpha1.AuthenticationMethod
 	if a.APIKey != nil {
 		out = append(out, apiwardenv1alpha1.AuthenticationMethodAPIKey)
 	}
