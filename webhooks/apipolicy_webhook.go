@@ -32,14 +32,13 @@ const maxAffected = 500
 // drops protection, while it is what keeps an exposed object compliant with a
 // Deny baseline. Under a Warn baseline it admits with warnings.
 type APIPolicyGuard struct {
-	reader  client.Reader
-	decoder admission.Decoder
-	opts    Options
+	reader client.Reader
+	opts   Options
 }
 
 // NewAPIPolicyGuard returns the guard.
-func NewAPIPolicyGuard(reader client.Reader, decoder admission.Decoder, opts Options) *APIPolicyGuard {
-	return &APIPolicyGuard{reader: reader, decoder: decoder, opts: opts}
+func NewAPIPolicyGuard(reader client.Reader, opts Options) *APIPolicyGuard {
+	return &APIPolicyGuard{reader: reader, opts: opts}
 }
 
 // Handle implements admission.Handler.
@@ -48,14 +47,14 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 		return admission.Allowed("")
 	}
 	old := &apiwardenv1alpha1.APIPolicy{}
-	if err := g.decoder.DecodeRaw(req.OldObject, old); err != nil {
+	if err := decodeRaw(req.OldObject.Raw, old); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the existing APIPolicy: %w", err))
 	}
 	var next *apiwardenv1alpha1.APIPolicy
 	verb := "Deleting"
 	if req.Operation == admissionv1.Update {
 		next = &apiwardenv1alpha1.APIPolicy{}
-		if err := g.decoder.DecodeRaw(req.Object, next); err != nil {
+		if err := decodeRaw(req.Object.Raw, next); err != nil {
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the updated APIPolicy: %w", err))
 		}
 		verb = "This update of"

@@ -2,7 +2,6 @@ package webhooks
 
 import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
@@ -11,6 +10,6 @@ const GatewayPath = "/validate-gateway-networking-k8s-io-v1-gateway"
 
 // NewGatewayValidator rejects Gateways with plain-HTTP listeners that no
 // APIPolicy redirects to HTTPS.
-func NewGatewayValidator(reader client.Reader, decoder admission.Decoder, opts Options) *exposureValidator {
-	return &exposureValidator{kind: "Gateway", newObj: func() client.Object { return &gatewayv1.Gateway{} }, reader: reader, decoder: decoder, opts: opts}
+func NewGatewayValidator(reader client.Reader, opts Options) *exposureValidator {
+	return &exposureValidator{kind: "Gateway", newObj: func() client.Object { return &gatewayv1.Gateway{} }, reader: reader, opts: opts}
 }

@@ -2,7 +2,6 @@ package webhooks
 
 import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
@@ -11,6 +10,6 @@ const GRPCRoutePath = "/validate-gateway-networking-k8s-io-v1-grpcroute"
 
 // NewGRPCRouteValidator rejects GRPCRoutes attached to a Gateway without an
 // APIPolicy (on the route or the Gateway) that authenticates and rate limits.
-func NewGRPCRouteValidator(reader client.Reader, decoder admission.Decoder, opts Options) *exposureValidator {
-	return &exposureValidator{kind: "GRPCRoute", newObj: func() client.Object { return &gatewayv1.GRPCRoute{} }, reader: reader, decoder: decoder, opts: opts}
+func NewGRPCRouteValidator(reader client.Reader, opts Options) *exposureValidator {
+	return &exposureValidator{kind: "GRPCRoute", newObj: func() client.Object { return &gatewayv1.GRPCRoute{} }, reader: reader, opts: opts}
 }

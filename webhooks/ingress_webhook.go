@@ -3,7 +3,6 @@ package webhooks
 import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 // IngressPath is where the apiserver sends Ingress admission reviews.
@@ -11,6 +10,6 @@ const IngressPath = "/validate-networking-k8s-io-v1-ingress"
 
 // NewIngressValidator rejects Ingresses whose hosts lack TLS or whose
 // backends lack authentication and rate limits, as the baselines require.
-func NewIngressValidator(reader client.Reader, decoder admission.Decoder, opts Options) *exposureValidator {
-	return &exposureValidator{kind: "Ingress", newObj: func() client.Object { return &networkingv1.Ingress{} }, reader: reader, decoder: decoder, opts: opts}
+func NewIngressValidator(reader client.Reader, opts Options) *exposureValidator {
+	return &exposureValidator{kind: "Ingress", newObj: func() client.Object { return &networkingv1.Ingress{} }, reader: reader, opts: opts}
 }

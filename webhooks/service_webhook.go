@@ -3,7 +3,6 @@ package webhooks
 import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 // ServicePath is where the apiserver sends Service admission reviews. The
@@ -13,6 +12,6 @@ const ServicePath = "/validate-v1-service"
 
 // NewServiceValidator rejects Services that expose plain HTTP outside the
 // cluster, or an API without authentication and rate limits.
-func NewServiceValidator(reader client.Reader, decoder admission.Decoder, opts Options) *exposureValidator {
-	return &exposureValidator{kind: "Service", newObj: func() client.Object { return &corev1.Service{} }, reader: reader, decoder: decoder, opts: opts}
+func NewServiceValidator(reader client.Reader, opts Options) *exposureValidator {
+	return &exposureValidator{kind: "Service", newObj: func() client.Object { return &corev1.Service{} }, reader: reader, opts: opts}
 }

@@ -1,7 +1,6 @@
 package webhooks
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,10 +11,11 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // maxReviewBytes bounds an AdmissionReview body. The apiserver caps objects
@@ -25,21 +25,20 @@ const maxReviewBytes = 7 << 20
 // Handlers returns every admission endpoint by path. reader is the manager's
 // cache (indexed by SetupIndexes); gatewayAPI says whether the Gateway API
 // CRDs are installed.
-func Handlers(reader client.Reader, scheme *runtime.Scheme, opts Options, gatewayAPI bool) map[string]http.Handler {
-	decoder := admission.NewDecoder(scheme)
+func Handlers(reader client.Reader, opts Options, gatewayAPI bool) map[string]http.Handler {
 	handlers := map[string]admission.Handler{
-		IngressPath:   NewIngressValidator(reader, decoder, opts),
-		ServicePath:   NewServiceValidator(reader, decoder, opts),
-		APIPolicyPath: NewAPIPolicyGuard(reader, decoder, opts),
+		IngressPath:   NewIngressValidator(reader, opts),
+		ServicePath:   NewServiceValidator(reader, opts),
+		APIPolicyPath: NewAPIPolicyGuard(reader, opts),
 	}
 	if gatewayAPI {
-		handlers[GatewayPath] = NewGatewayValidator(reader, decoder, opts)
-		handlers[HTTPRoutePath] = NewHTTPRouteValidator(reader, decoder, opts)
-		handlers[GRPCRoutePath] = NewGRPCRouteValidator(reader, decoder, opts)
+		handlers[GatewayPath] = NewGatewayValidator(reader, opts)
+		handlers[HTTPRoutePath] = NewHTTPRouteValidator(reader, opts)
+		handlers[GRPCRoutePath] = NewGRPCRouteValidator(reader, opts)
 	}
 	out := make(map[string]http.Handler, len(handlers))
 	for path, h := range handlers {
-		out[path] = Strict(&admission.Webhook{Handler: h})
+		out[path] = Serve(h)
 	}
 	return out
 }
@@ -50,17 +49,20 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options, gatewayAPI bool)
 	if err := SetupIndexes(ctx, mgr.GetFieldIndexer(), gatewayAPI); err != nil {
 		return err
 	}
-	for path, h := range Handlers(mgr.GetCache(), mgr.GetScheme(), opts, gatewayAPI) {
+	for path, h := range Handlers(mgr.GetCache(), opts, gatewayAPI) {
 		mgr.GetWebhookServer().Register(path, h)
 	}
 	return nil
 }
 
-// Strict wraps an admission webhook so that malformed requests get HTTP 400
-// (controller-runtime answers them with HTTP 200 and an error inside the
-// review): a POST with a JSON AdmissionReview of version v1 carrying a
-// request with a UID, within the size limit.
-func Strict(next http.Handler) http.Handler {
+// Serve answers AdmissionReviews for h over HTTP. It decodes each review
+// once (controller-runtime's admission.Webhook parses it twice, to sniff its
+// kind and then to decode it), and it answers malformed requests with HTTP
+// 4xx where admission.Webhook answers HTTP 200 with an error inside: a POST of
+// application/json holding an admission.k8s.io/v1 AdmissionReview whose
+// request has a UID, within the size limit. A panic in h is recovered and
+// answered with HTTP 500, so one bad request cannot stop the server.
+func Serve(h admission.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			badRequest(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed; admission reviews are POSTed", r.Method))
@@ -79,8 +81,10 @@ func Strict(next http.Handler) http.Handler {
 			badRequest(w, http.StatusRequestEntityTooLarge, fmt.Errorf("the admission review exceeds %d bytes", maxReviewBytes))
 			return
 		}
+		// Case-sensitive, as the apiserver's own decoder: a field spelled
+		// differently is not silently taken for another.
 		var review admissionv1.AdmissionReview
-		if err := json.Unmarshal(body, &review); err != nil {
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &review); err != nil {
 			badRequest(w, http.StatusBadRequest, fmt.Errorf("the body is not an AdmissionReview: %w", err))
 			return
 		}
@@ -92,10 +96,32 @@ func Strict(next http.Handler) http.Handler {
 			badRequest(w, http.StatusBadRequest, errors.New("the AdmissionReview has no request or no request uid"))
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		next.ServeHTTP(w, r)
+		req := admission.Request{AdmissionRequest: *review.Request}
+		resp, ok := handleRecovering(r.Context(), h, req)
+		if !ok {
+			badRequest(w, http.StatusInternalServerError, errors.New("the admission handler failed; see the manager's log"))
+			return
+		}
+		if err := resp.Complete(req); err != nil {
+			badRequest(w, http.StatusInternalServerError, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
+			Response: &resp.AdmissionResponse,
+		})
 	})
+}
+
+func handleRecovering(ctx context.Context, h admission.Handler, req admission.Request) (resp admission.Response, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			logf.FromContext(ctx).Error(fmt.Errorf("panic: %v", p), "Admission handler panicked", "uid", req.UID, "kind", req.Kind.Kind)
+			ok = false
+		}
+	}()
+	return h.Handle(ctx, req), true
 }
 
 func badRequest(w http.ResponseWriter, code int, err error) {

@@ -32,7 +32,7 @@ func newTestHandler(t testing.TB) http.Handler {
 		WithObjects(&apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "default"}}).
 		WithIndex(&apiwardenv1alpha1.APIPolicy{}, IndexPolicyTarget, func(client.Object) []string { return nil }).
 		Build()
-	return Handlers(reader, s, Options{Now: func() time.Time { return time.Unix(0, 0) }}, true)[IngressPath]
+	return Handlers(reader, Options{Now: func() time.Time { return time.Unix(0, 0) }}, true)[IngressPath]
 }
 
 func review(t testing.TB, obj runtime.Object) []byte {

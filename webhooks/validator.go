@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/exposure"
@@ -37,17 +39,16 @@ func (o Options) now() time.Time {
 
 // exposureValidator admits or rejects one exposable kind as the engine says.
 type exposureValidator struct {
-	kind    string
-	newObj  func() client.Object
-	reader  client.Reader
-	decoder admission.Decoder
-	opts    Options
+	kind   string
+	newObj func() client.Object
+	reader client.Reader
+	opts   Options
 }
 
 // Handle implements admission.Handler.
 func (v *exposureValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	obj := v.newObj()
-	if err := v.decoder.Decode(req, obj); err != nil {
+	if err := decodeRaw(req.Object.Raw, obj); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding %s: %w", v.kind, err))
 	}
 	if obj.GetNamespace() == "" {
@@ -69,6 +70,25 @@ func (v *exposureValidator) Handle(ctx context.Context, req admission.Request) a
 			"codes", codes(verdict.ByAction(apiwardenv1alpha1.EnforcementActionDeny)))
 	}
 	return resp
+}
+
+// decodeRaw decodes an object the apiserver sent. The apiserver has already
+// validated and serialized it, so one case-sensitive JSON pass is enough; the
+// scheme's decoder would parse it twice.
+func decodeRaw(raw []byte, into client.Object) error {
+	if len(raw) == 0 {
+		return errors.New("the request carries no object")
+	}
+	// Duplicate fields are refused, as the apiserver refuses them; unknown
+	// fields are not, since the object may be newer than apiwarden's types.
+	strict, err := sigsjson.UnmarshalStrict(raw, into, sigsjson.DisallowDuplicateFields)
+	if err != nil {
+		return err
+	}
+	if len(strict) > 0 {
+		return strict[0]
+	}
+	return nil
 }
 
 // respond turns violations into an admission response: denied when any deny
