@@ -36,6 +36,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -100,6 +101,7 @@ func run() error {
 	if cfg.creates > cfg.policies {
 		return fmt.Errorf("-creates (%d) must not exceed -policies (%d): each created Ingress needs its APIPolicy", cfg.creates, cfg.policies)
 	}
+	ctrl.SetLogger(logr.Discard())
 	env, err := testenv.Start()
 	if err != nil {
 		return err
@@ -385,12 +387,15 @@ func benchAPIServer(ctx context.Context, cfg config, restCfg *rest.Config, k8s c
 	}
 	modes := []mode{{"no webhook", "bench-none", "", nil}, {"floor webhook", "bench-floor", floorURL, floorCalls}, {"apiwarden webhook", "bench", awURL, awCalls}}
 
-	fmt.Printf("## %d Ingress creates through kube-apiserver (envtest)\n\n", cfg.creates)
+	fmt.Printf("## %d Ingress creates through kube-apiserver (envtest), faster of two runs per mode\n\n", cfg.creates)
 	fmt.Println("| clients | no webhook | floor webhook | apiwarden webhook | floor / none | apiwarden / none | apiwarden / floor |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|")
 	for _, clients := range []int{1, 8} {
+		// Each mode runs twice, in the order A B C C B A, and keeps its
+		// faster run, so neither warm-up nor drift favours one mode.
 		times := map[string]time.Duration{}
-		for _, m := range modes {
+		order := append(slices.Clone(modes), modes[2], modes[1], modes[0])
+		for _, m := range order {
 			if err := installWebhook(ctx, k8s, cs, m.ns, m.url, caPEM, m.calls); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
@@ -398,8 +403,13 @@ func benchAPIServer(ctx context.Context, cfg config, restCfg *rest.Config, k8s c
 			if err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
-			times[m.name] = d
+			if prev, ok := times[m.name]; !ok || d < prev {
+				times[m.name] = d
+			}
 			if err := cs.NetworkingV1().Ingresses(m.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+				return err
+			}
+			if err := waitEmpty(ctx, cs, m.ns); err != nil {
 				return err
 			}
 		}
@@ -451,6 +461,25 @@ func installWebhook(ctx context.Context, k8s client.Client, cs kubernetes.Interf
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// waitEmpty waits until a namespace holds no Ingress, so the next run can
+// create the same names.
+func waitEmpty(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		list, err := cs.NetworkingV1().Ingresses(ns).List(ctx, metav1.ListOptions{Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(list.Items) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ingresses in %s were not deleted within a minute", ns)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func createAll(ctx context.Context, cs kubernetes.Interface, ns string, cfg config, clients int) (time.Duration, error) {
