@@ -11,6 +11,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -81,23 +82,12 @@ func Serve(h admission.Handler) http.Handler {
 			badRequest(w, http.StatusRequestEntityTooLarge, fmt.Errorf("the admission review exceeds %d bytes", maxReviewBytes))
 			return
 		}
-		// Case-sensitive, as the apiserver's own decoder: a field spelled
-		// differently is not silently taken for another.
-		var review admissionv1.AdmissionReview
-		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &review); err != nil {
-			badRequest(w, http.StatusBadRequest, fmt.Errorf("the body is not an AdmissionReview: %w", err))
+		req, obj, err := decodeReview(body, h)
+		if err != nil {
+			badRequest(w, http.StatusBadRequest, err)
 			return
 		}
-		if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
-			badRequest(w, http.StatusBadRequest, fmt.Errorf("want an admission.k8s.io/v1 AdmissionReview, got %q %q", review.APIVersion, review.Kind))
-			return
-		}
-		if review.Request == nil || review.Request.UID == "" {
-			badRequest(w, http.StatusBadRequest, errors.New("the AdmissionReview has no request or no request uid"))
-			return
-		}
-		req := admission.Request{AdmissionRequest: *review.Request}
-		resp, ok := handleRecovering(r.Context(), h, req)
+		resp, ok := handleRecovering(r.Context(), h, req, obj)
 		if !ok {
 			badRequest(w, http.StatusInternalServerError, errors.New("the admission handler failed; see the manager's log"))
 			return
@@ -114,13 +104,75 @@ func Serve(h admission.Handler) http.Handler {
 	})
 }
 
-func handleRecovering(ctx context.Context, h admission.Handler, req admission.Request) (resp admission.Response, ok bool) {
+// objectHandler is a handler that takes its object already decoded, so
+// Serve can decode the review and the object in one pass.
+type objectHandler interface {
+	newObject() client.Object
+	handleObject(ctx context.Context, req admission.Request, obj client.Object) admission.Response
+}
+
+// typedRequest decodes an AdmissionRequest with its object straight into a
+// typed value: the outer Object field shadows the embedded raw one.
+type typedRequest struct {
+	admissionv1.AdmissionRequest
+	Object any `json:"object"`
+}
+
+// decodeReview decodes and checks a review. For an objectHandler the object
+// is decoded in the same pass and returned; otherwise obj is nil and the
+// request carries the raw object. Decoding is case-sensitive, as the
+// apiserver's own: a field spelled differently is not taken for another.
+func decodeReview(body []byte, h admission.Handler) (admission.Request, client.Object, error) {
+	var review struct {
+		APIVersion string        `json:"apiVersion"`
+		Kind       string        `json:"kind"`
+		Request    *typedRequest `json:"request"`
+	}
+	oh, typed := h.(objectHandler)
+	var obj client.Object
+	if typed {
+		obj = oh.newObject()
+		review.Request = &typedRequest{Object: obj}
+	} else {
+		review.Request = &typedRequest{Object: &runtime.RawExtension{}}
+	}
+	strict, err := sigsjson.UnmarshalStrict(body, &review, sigsjson.DisallowDuplicateFields)
+	if err != nil {
+		return admission.Request{}, nil, fmt.Errorf("the body is not an AdmissionReview: %w", err)
+	}
+	if len(strict) > 0 {
+		return admission.Request{}, nil, fmt.Errorf("the AdmissionReview is malformed: %w", strict[0])
+	}
+	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
+		return admission.Request{}, nil, fmt.Errorf("want an admission.k8s.io/v1 AdmissionReview, got %q %q", review.APIVersion, review.Kind)
+	}
+	if review.Request == nil || review.Request.UID == "" {
+		return admission.Request{}, nil, errors.New("the AdmissionReview has no request or no request uid")
+	}
+	req := admission.Request{AdmissionRequest: review.Request.AdmissionRequest}
+	switch o := review.Request.Object.(type) {
+	case *runtime.RawExtension:
+		req.Object = *o
+	case nil:
+		// "object": null, as on DELETE.
+		obj = nil
+	}
+	if typed && review.Request.Object == nil {
+		return admission.Request{}, nil, errors.New("the AdmissionReview carries no object")
+	}
+	return req, obj, nil
+}
+
+func handleRecovering(ctx context.Context, h admission.Handler, req admission.Request, obj client.Object) (resp admission.Response, ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			logf.FromContext(ctx).Error(fmt.Errorf("panic: %v", p), "Admission handler panicked", "uid", req.UID, "kind", req.Kind.Kind)
 			ok = false
 		}
 	}()
+	if oh, typed := h.(objectHandler); typed && obj != nil {
+		return oh.handleObject(ctx, req, obj), true
+	}
 	return h.Handle(ctx, req), true
 }
 

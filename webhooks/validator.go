@@ -51,6 +51,15 @@ func (v *exposureValidator) Handle(ctx context.Context, req admission.Request) a
 	if err := decodeRaw(req.Object.Raw, obj); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding %s: %w", v.kind, err))
 	}
+	return v.handleObject(ctx, req, obj)
+}
+
+// newObject implements objectHandler.
+func (v *exposureValidator) newObject() client.Object { return v.newObj() }
+
+// handleObject implements objectHandler: it decides on an object already
+// decoded from the review.
+func (v *exposureValidator) handleObject(ctx context.Context, req admission.Request, obj client.Object) admission.Response {
 	if obj.GetNamespace() == "" {
 		obj.SetNamespace(req.Namespace)
 	}
