@@ -78,17 +78,9 @@ func run() error {
 		}
 	}()
 
-	admin, err := env.AddUser(envtest.User{Name: "local-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fmt.Errorf("creating the admin user: %w", err)
-	}
-	kubeconfig, err := admin.KubeConfig()
-	if err != nil {
-		return fmt.Errorf("rendering the kubeconfig: %w", err)
-	}
 	kubeconfigPath := filepath.Join(absDir, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
-		return fmt.Errorf("writing %s: %w", kubeconfigPath, err)
+	if err := env.WriteKubeconfig(kubeconfigPath); err != nil {
+		return err
 	}
 
 	fmt.Printf(`

@@ -215,7 +215,7 @@ func BuildBinary(pkg, dir string) (string, error) {
 // WriteKubeconfig adds a cluster-admin user to the environment and writes a
 // kubeconfig for it to path.
 func (e *Environment) WriteKubeconfig(path string) error {
-	admin, err := e.AddUser(envtest.User{Name: "test-admin", Groups: []string{"system:masters"}}, nil)
+	admin, err := e.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return fmt.Errorf("testenv: adding an admin user: %w", err)
 	}

@@ -63,7 +63,7 @@ func post(h http.Handler, contentType string, body []byte) *httptest.ResponseRec
 	return rec
 }
 
-func TestStrictRejectsMalformedReviews(t *testing.T) {
+func TestServeRejectsMalformedReviews(t *testing.T) {
 	h := newTestHandler(t)
 	cases := []struct {
 		name, contentType string
