@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -69,6 +70,7 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 		}
 	}
 	covered := newTLSHostSet(in.Spec.TLS)
+	defer covered.release()
 	for i, r := range in.Spec.Rules {
 		if r.Host == "" {
 			if !defaultCert && !hostSeen(in.Spec.Rules[:i], "") {
@@ -162,14 +164,26 @@ func hostSeen(earlier []networkingv1.IngressRule, host string) bool {
 // suffix is looked up as "*." + the host minus its first label.
 type tlsHostSet struct {
 	hosts []string
+	buf   *[]string
 }
 
-func newTLSHostSet(entries []networkingv1.IngressTLS) tlsHostSet {
-	n := 0
-	for _, t := range entries {
-		n += len(t.Hosts)
+// release returns the set's storage to the pool; the set is unusable after.
+func (s tlsHostSet) release() {
+	if s.buf == nil || cap(s.hosts) > 1024 {
+		return
 	}
-	s := tlsHostSet{hosts: make([]string, 0, n)}
+	clear(s.hosts) // drop references to the Ingress's strings
+	*s.buf = s.hosts[:0]
+	hostSlices.Put(s.buf)
+}
+
+// hostSlices recycles the host slices of tlsHostSets: admission builds one
+// per Ingress decision, and reusing them keeps the collector away.
+var hostSlices = sync.Pool{New: func() any { return new([]string) }}
+
+func newTLSHostSet(entries []networkingv1.IngressTLS) tlsHostSet {
+	buf := hostSlices.Get().(*[]string)
+	s := tlsHostSet{hosts: (*buf)[:0], buf: buf}
 	for _, t := range entries {
 		for _, h := range t.Hosts {
 			s.hosts = append(s.hosts, strings.ToLower(h))

@@ -14,6 +14,7 @@ func TestTLSHostSetCovers(t *testing.T) {
 		"api.shop.io": true, "www.shop.io": false, "a.b": true, "q.z.org": true, "*.z.org": true, "*.y.org": false,
 		"z.org": false, ".example.com": false, "": false, "!weird": true, "~tilde": true, "a": false,
 	}
+	defer s.release()
 	for host, want := range cases {
 		if got := s.covers(host); got != want {
 			t.Errorf("covers(%q) = %v, want %v", host, got, want)
@@ -44,6 +45,7 @@ func FuzzTLSHostSetCovers(f *testing.F) {
 	f.Add("A.b.C", "*.B.c", "a.b.c")
 	f.Fuzz(func(t *testing.T, host, tls1, tls2 string) {
 		s := newTLSHostSet([]networkingv1.IngressTLS{{Hosts: []string{tls1, tls2}}})
+		defer s.release()
 		if got, want := s.covers(host), naiveCovers(host, []string{tls1, tls2}); got != want {
 			t.Fatalf("covers(%q) with %q, %q = %v, want %v", host, tls1, tls2, got, want)
 		}
