@@ -16,6 +16,13 @@ import (
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 )
 
+// ExcludeLabel, set to "true" on a namespace, takes it out of every
+// baseline's scope. It is meant for infrastructure namespaces whose
+// controllers create load balancers (a gateway's own namespace, say), and
+// apiwarden's own; ordinary exceptions belong in an APIBaseline exemption,
+// with a reason and an expiry.
+const ExcludeLabel = "apiwarden.io/exclude"
+
 // Supported reports whether the engine evaluates objects of this type.
 func Supported(obj runtime.Object) bool {
 	switch obj.(type) {
@@ -147,6 +154,12 @@ func governing(snap Snapshot, namespace string, opts Options) []*apiwardenv1alph
 	}
 	var out []*apiwardenv1alpha1.APIBaseline
 	nsLabels, known := snap.NamespaceLabels(namespace)
+	// The label platform owners put on infrastructure namespaces (and
+	// apiwarden's own); the webhook configuration's namespaceSelector
+	// honours it too, so admission, the CLI and the scan agree.
+	if known && nsLabels[ExcludeLabel] == "true" {
+		return nil
+	}
 	for _, b := range snap.Baselines() {
 		if b.Spec.NamespaceSelector == nil {
 			out = append(out, b)
@@ -278,7 +291,7 @@ func checkAPI(a *analysis, sc scope, eff effective, req requirementSet) []findin
 			out = append(out, finding{
 				code: CodeAuthMethodNotAllowed, control: apiwardenv1alpha1.ControlAuthentication, field: sc.field,
 				message: fmt.Sprintf("%s authenticates with %s only, which the baseline does not accept.", subject(a, sc), methodList(got)),
-				hint:    fmt.Sprintf("Configure one of %s in APIPolicy %q,", methodList(allowed), eff.policy),
+				hint:    fmt.Sprintf("Configure one of %s in APIPolicy %q,", methodList(allowed), eff.authPolicy),
 			})
 		}
 	}
@@ -320,9 +333,18 @@ func checkAPI(a *analysis, sc scope, eff effective, req requirementSet) []findin
 			})
 		}
 	}
-	if r := req.CORS; r != nil && eff.cors != nil && r.WildcardOrigins != apiwardenv1alpha1.FeatureEnabled {
+	if r := req.CORS; r != nil && eff.cors != nil {
+		credentials := eff.cors.AllowCredentials != nil && *eff.cors.AllowCredentials
 		for _, o := range eff.cors.AllowOrigins {
-			if o == "*" {
+			if credentials && strings.Contains(o, "*") {
+				out = append(out, finding{
+					code: CodeCORSWildcardOrigin, control: apiwardenv1alpha1.ControlCORS, field: sc.field,
+					message: fmt.Sprintf("%s allows credentials in cross-origin requests from a wildcard origin (%q).", subject(a, sc), o),
+					hint:    "List the trusted origins in spec.cors.allowOrigins of the covering APIPolicy, or drop allowCredentials,",
+				})
+				break
+			}
+			if o == "*" && r.WildcardOrigins != apiwardenv1alpha1.FeatureEnabled {
 				out = append(out, finding{
 					code: CodeCORSWildcardOrigin, control: apiwardenv1alpha1.ControlCORS, field: sc.field,
 					message: fmt.Sprintf("%s allows cross-origin requests from any origin (\"*\").", subject(a, sc)),

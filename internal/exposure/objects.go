@@ -71,9 +71,13 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 	}
 	covered := newTLSHostSet(in.Spec.TLS)
 	defer covered.release()
+	var seen map[string]bool
+	if len(in.Spec.Rules) > manyRules {
+		seen = make(map[string]bool)
+	}
 	for i, r := range in.Spec.Rules {
 		if r.Host == "" {
-			if !defaultCert && !hostSeen(in.Spec.Rules[:i], "") {
+			if !defaultCert && !hostSeen(in.Spec.Rules[:i], "", seen) {
 				a.findings = append(a.findings, finding{
 					code: CodeTLSMissing, control: apiwardenv1alpha1.ControlTLS, field: fmt.Sprintf("spec.rules[%d]", i),
 					message: fmt.Sprintf("%s exposes a rule without a host, which answers on every host, without TLS: spec.tls has no entry without hosts for it.", a.ref()),
@@ -84,7 +88,7 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 		}
 		// Duplicates are looked for only among uncovered hosts, so the
 		// common, compliant case costs no extra work.
-		if !covered.covers(r.Host) && !hostSeen(in.Spec.Rules[:i], r.Host) {
+		if !covered.covers(r.Host) && !hostSeen(in.Spec.Rules[:i], r.Host, seen) {
 			a.findings = append(a.findings, finding{
 				code: CodeTLSMissing, control: apiwardenv1alpha1.ControlTLS, field: fmt.Sprintf("spec.rules[%d].host", i),
 				message: fmt.Sprintf("%s exposes host %s without TLS: spec.tls has no entry for it.", a.ref(), r.Host),
@@ -92,7 +96,9 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 			})
 		}
 	}
-	if len(in.Spec.Rules) == 0 && in.Spec.DefaultBackend != nil && !defaultCert {
+	// A default backend answers every request no rule matches, for any
+	// host, rules or not.
+	if in.Spec.DefaultBackend != nil && !defaultCert {
 		a.findings = append(a.findings, finding{
 			code: CodeTLSMissing, control: apiwardenv1alpha1.ControlTLS, field: "spec.defaultBackend",
 			message: fmt.Sprintf("%s exposes its default backend on every host without TLS: spec.tls has no entry without hosts.", a.ref()),
@@ -106,13 +112,24 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 		rule, path int // -1, -1 for the default backend
 	}
 	var backends []backend
+	var seenBackend map[string]bool
+	if len(in.Spec.Rules) > manyRules {
+		seenBackend = make(map[string]bool)
+	}
 	addService := func(b *networkingv1.IngressBackend, rule, path int) {
 		if b == nil || b.Service == nil || b.Service.Name == "" {
 			return
 		}
-		for _, x := range backends {
-			if x.name == b.Service.Name {
+		if seenBackend != nil {
+			if seenBackend[b.Service.Name] {
 				return
+			}
+			seenBackend[b.Service.Name] = true
+		} else {
+			for _, x := range backends {
+				if x.name == b.Service.Name {
+					return
+				}
 			}
 		}
 		backends = append(backends, backend{name: b.Service.Name, rule: rule, path: path})
@@ -149,8 +166,17 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 	return a
 }
 
-// hostSeen reports whether an earlier rule has the same host.
-func hostSeen(earlier []networkingv1.IngressRule, host string) bool {
+// hostSeen reports whether an earlier rule has the same host. It is called
+// only for hosts that fail, so the scan stays off the compliant path; seen
+// bounds the cost on hostile inputs with thousands of failing rules.
+func hostSeen(earlier []networkingv1.IngressRule, host string, seen map[string]bool) bool {
+	if seen != nil {
+		if seen[host] {
+			return true
+		}
+		seen[host] = true
+		return false
+	}
 	for _, r := range earlier {
 		if r.Host == host {
 			return true
@@ -158,6 +184,9 @@ func hostSeen(earlier []networkingv1.IngressRule, host string) bool {
 	}
 	return false
 }
+
+// manyRules is the rule count above which de-duplication uses maps.
+const manyRules = 64
 
 // tlsHostSet holds an Ingress's TLS hosts, lower-cased once and sorted, for
 // binary search: exact names, and wildcard entries ("*.example.com"), whose
@@ -298,7 +327,15 @@ func speaksHTTP(p corev1.ServicePort) bool {
 		return false
 	}
 	if p.AppProtocol != nil && *p.AppProtocol != "" {
-		return httpAppProtocols[strings.ToLower(*p.AppProtocol)]
+		if httpAppProtocols[strings.ToLower(*p.AppProtocol)] {
+			return true
+		}
+		// A protocol that is clearly something else is not an API; an
+		// unrecognised value (say "HTTP/1.1") falls back to the name and
+		// port, rather than letting an API through unchecked.
+		if knownNonHTTPAppProtocol(*p.AppProtocol) {
+			return false
+		}
 	}
 	name := strings.ToLower(p.Name)
 	for _, prefix := range []string{"http", "https", "grpc", "h2c"} {
@@ -308,6 +345,18 @@ func speaksHTTP(p corev1.ServicePort) bool {
 	}
 	if name == "" || !namedForOtherProtocol(name) {
 		return slices.Contains([]int32{80, 443, 8080, 8443}, p.Port)
+	}
+	return false
+}
+
+// knownNonHTTPAppProtocol reports whether an appProtocol names a protocol
+// that is not HTTP or gRPC.
+func knownNonHTTPAppProtocol(ap string) bool {
+	ap = strings.ToLower(ap)
+	for _, prefix := range []string{"tcp", "udp", "sctp", "mysql", "postgres", "redis", "mongo", "amqp", "mqtt", "kafka", "dns", "ssh", "smtp", "kubernetes.io/tcp"} {
+		if strings.HasPrefix(ap, prefix) {
+			return true
+		}
 	}
 	return false
 }
@@ -368,13 +417,15 @@ func portListed(list string, p corev1.ServicePort, emptyMeansAll bool) bool {
 }
 
 func analyzeGateway(snap Snapshot, g *gatewayv1.Gateway) *analysis {
-	a := &analysis{kind: "Gateway", namespace: g.Namespace, name: g.Name, labels: g.Labels, exposed: len(g.Spec.Listeners) > 0}
+	a := &analysis{kind: "Gateway", namespace: g.Namespace, name: g.Name, labels: g.Labels}
 	self := TargetKey{Group: GroupGateway, Kind: "Gateway", Namespace: g.Namespace, Name: g.Name}
 	for i, l := range g.Spec.Listeners {
 		switch l.Protocol {
 		case gatewayv1.HTTPSProtocolType, gatewayv1.TLSProtocolType:
+			a.exposed = true
 			continue
 		case gatewayv1.HTTPProtocolType:
+			a.exposed = true
 		default:
 			// TCP and UDP listeners carry no HTTP API; other protocols are
 			// implementation-specific and judged by their routes.
@@ -384,10 +435,7 @@ func analyzeGateway(snap Snapshot, g *gatewayv1.Gateway) *analysis {
 		if eff.tls != nil && eff.tls.HTTPRedirect != apiwardenv1alpha1.FeatureDisabled {
 			continue
 		}
-		msg := fmt.Sprintf("%s has plain-HTTP listener %q on port %d and no APIPolicy redirects it to HTTPS.", a.ref(), l.Name, l.Port)
-		if len(eff.dryRun) > 0 {
-			msg = strings.TrimSuffix(msg, ".") + dryRunNote(eff.dryRun)
-		}
+		msg := withDryRun(fmt.Sprintf("%s has plain-HTTP listener %q on port %d and no APIPolicy redirects it to HTTPS.", a.ref(), l.Name, l.Port), eff)
 		a.findings = append(a.findings, finding{
 			code: CodeInsecureListener, control: apiwardenv1alpha1.ControlTLS, field: fmt.Sprintf("spec.listeners[%d]", i),
 			message: msg,

@@ -38,8 +38,8 @@ type effective struct {
 	request        *apiwardenv1alpha1.RequestLimits
 	cors           *apiwardenv1alpha1.CORS
 
-	// policy names the most specific Enforce-mode policy that contributed.
-	policy string
+	// authPolicy names the policy that set authentication.
+	authPolicy string
 	// dryRun names DryRun policies that would have applied.
 	dryRun []string
 }
@@ -97,15 +97,12 @@ func resolve(snap Snapshot, sc scope) effective {
 		if p == nil {
 			continue
 		}
-		if eff.policy == "" {
-			eff.policy = p.Name
-		}
 		s := &p.Spec
 		if eff.tls == nil && s.TLS != nil {
 			eff.tls = s.TLS
 		}
 		if eff.authentication == nil && s.Authentication != nil {
-			eff.authentication = s.Authentication
+			eff.authentication, eff.authPolicy = s.Authentication, p.Name
 		}
 		if eff.rateLimit == nil && s.RateLimit != nil && len(s.RateLimit.Limits) > 0 {
 			eff.rateLimit = s.RateLimit
