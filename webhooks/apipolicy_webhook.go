@@ -25,7 +25,7 @@ const APIPolicyPath = "/validate-apiwarden-io-v1alpha1-apipolicy"
 
 // maxAffected bounds how many objects one guard decision evaluates, so that
 // a policy on a Gateway with thousands of routes cannot stall admission.
-// Beyond it, the guard evaluates the first maxAffected in name order.
+// Beyond it the guard refuses the change rather than check only part of it.
 const maxAffected = 500
 
 // APIPolicyGuard refuses to delete an APIPolicy, or to update it so that it
@@ -60,10 +60,14 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 		verb = "This update of"
 	}
 
-	snap := &cacheSnapshot{ctx: ctx, reader: g.reader}
-	affected, err := g.affected(ctx, old)
+	snap := &cacheSnapshot{ctx: ctx, reader: g.reader, apiReader: g.opts.APIReader}
+	affected, truncated, err := g.affected(ctx, old)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	if truncated {
+		return admission.Denied(fmt.Sprintf("%s APIPolicy %s/%s cannot be checked: it protects more than %d objects. Split it into policies on fewer targets, or remove the objects first.",
+			verb, old.Namespace, old.Name, maxAffected))
 	}
 	after := &overlay{Snapshot: snap, namespace: old.Namespace, name: old.Name, next: next}
 	now := g.opts.now()
@@ -71,6 +75,9 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 
 	var denyLines, warnLines []string
 	for _, obj := range affected {
+		if obj.GetDeletionTimestamp() != nil {
+			continue // going away; nothing to leave bare
+		}
 		before, err := exposure.Evaluate(obj, snap, now, eopts)
 		if err != nil {
 			return admission.Errored(http.StatusInternalServerError, err)
@@ -123,18 +130,25 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 // affected returns the objects the policy protects: its targets, the routes
 // attached to a targeted Gateway, and the Ingresses backed by a targeted
 // Service. Kinds whose CRDs are not installed are skipped.
-func (g *APIPolicyGuard) affected(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) ([]client.Object, error) {
-	var out []client.Object
+func (g *APIPolicyGuard) affected(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) (out []client.Object, truncated bool, err error) {
 	seen := map[string]bool{}
 	add := func(o client.Object) {
 		k := kindOf(o) + "/" + o.GetNamespace() + "/" + o.GetName()
-		if !seen[k] && len(out) < maxAffected {
-			seen[k] = true
-			out = append(out, o)
+		if seen[k] {
+			return
 		}
+		if len(out) == maxAffected {
+			truncated = true
+			return
+		}
+		seen[k] = true
+		out = append(out, o)
 	}
 	get := func(o client.Object, name string) error {
 		err := g.reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: name}, o)
+		if err == nil && o.GetDeletionTimestamp() != nil {
+			return nil
+		}
 		switch {
 		case err == nil:
 			add(o)
@@ -167,11 +181,11 @@ func (g *APIPolicyGuard) affected(ctx context.Context, p *apiwardenv1alpha1.APIP
 			err = get(&gatewayv1.GRPCRoute{}, k.Name)
 		}
 		if err != nil && !isNoMatch(err) {
-			return nil, fmt.Errorf("finding what APIPolicy %s/%s protects: %w", p.Namespace, p.Name, err)
+			return nil, false, fmt.Errorf("finding what APIPolicy %s/%s protects: %w", p.Namespace, p.Name, err)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
-	return out, nil
+	return out, truncated, nil
 }
 
 func (g *APIPolicyGuard) attachedRoutes(ctx context.Context, gw exposure.TargetKey, add func(client.Object)) error {

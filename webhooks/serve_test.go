@@ -32,7 +32,7 @@ func newTestHandler(t testing.TB) http.Handler {
 		WithObjects(&apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "default"}}).
 		WithIndex(&apiwardenv1alpha1.APIPolicy{}, IndexPolicyTarget, func(client.Object) []string { return nil }).
 		Build()
-	return Handlers(reader, Options{Now: func() time.Time { return time.Unix(0, 0) }}, true)[IngressPath]
+	return Handlers(reader, Options{Now: func() time.Time { return time.Unix(0, 0) }})[IngressPath]
 }
 
 func review(t testing.TB, obj runtime.Object) []byte {
@@ -75,6 +75,8 @@ func TestServeRejectsMalformedReviews(t *testing.T) {
 		{"wrong content type", "text/plain", review(t, &networkingv1.Ingress{}), http.StatusUnsupportedMediaType},
 		{"no request", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), http.StatusBadRequest},
 		{"no uid", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}`), http.StatusBadRequest},
+		{"no object", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1"}}`), http.StatusBadRequest},
+		{"duplicate fields", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","kind":"AdmissionReview","request":{"uid":"1","object":{"apiVersion":"networking.k8s.io/v1","kind":"Ingress"}}}`), http.StatusBadRequest},
 		{"v1beta1 review", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"1"}}`), http.StatusBadRequest},
 		{"too large", "application/json", bytes.Repeat([]byte(" "), maxReviewBytes+1), http.StatusRequestEntityTooLarge},
 	}
@@ -133,8 +135,18 @@ func FuzzAdmissionReview(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := post(h, "application/json", body)
-		if rec.Code >= 500 {
+		switch {
+		case rec.Code >= 500:
 			t.Fatalf("HTTP %d for body %q: %s", rec.Code, body, rec.Body.String())
+		case rec.Code == http.StatusOK:
+			// Only a well-formed review is answered with 200, and the answer
+			// is a v1 AdmissionReview for the same request.
+			var out admissionv1.AdmissionReview
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil || out.Response.UID == "" || out.APIVersion != "admission.k8s.io/v1" {
+				t.Fatalf("HTTP 200 without a proper review answer for body %q: %s", body, rec.Body.String())
+			}
+		case rec.Code < 400:
+			t.Fatalf("HTTP %d for body %q", rec.Code, body)
 		}
 	})
 }

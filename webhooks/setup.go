@@ -10,12 +10,16 @@ import (
 	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	sigsjson "sigs.k8s.io/json"
 )
 
@@ -24,18 +28,18 @@ import (
 const maxReviewBytes = 7 << 20
 
 // Handlers returns every admission endpoint by path. reader is the manager's
-// cache (indexed by SetupIndexes); gatewayAPI says whether the Gateway API
-// CRDs are installed.
-func Handlers(reader client.Reader, opts Options, gatewayAPI bool) map[string]http.Handler {
+// cache (indexed by SetupIndexes).
+func Handlers(reader client.Reader, opts Options) map[string]http.Handler {
+	// The Gateway API validators read only APIPolicies, APIBaselines and
+	// Namespaces, so they are served even before the Gateway API CRDs
+	// exist: installing the CRDs later then needs no restart for them.
 	handlers := map[string]admission.Handler{
 		IngressPath:   NewIngressValidator(reader, opts),
 		ServicePath:   NewServiceValidator(reader, opts),
 		APIPolicyPath: NewAPIPolicyGuard(reader, opts),
-	}
-	if gatewayAPI {
-		handlers[GatewayPath] = NewGatewayValidator(reader, opts)
-		handlers[HTTPRoutePath] = NewHTTPRouteValidator(reader, opts)
-		handlers[GRPCRoutePath] = NewGRPCRouteValidator(reader, opts)
+		GatewayPath:   NewGatewayValidator(reader, opts),
+		HTTPRoutePath: NewHTTPRouteValidator(reader, opts),
+		GRPCRoutePath: NewGRPCRouteValidator(reader, opts),
 	}
 	out := make(map[string]http.Handler, len(handlers))
 	for path, h := range handlers {
@@ -44,13 +48,30 @@ func Handlers(reader client.Reader, opts Options, gatewayAPI bool) map[string]ht
 	return out
 }
 
-// Setup registers the field indexes and the admission endpoints on the
-// manager's webhook server.
+// Setup registers the field indexes, starts the informers admission reads
+// (so that readiness, which waits for the cache, covers them), and registers
+// the admission endpoints on the manager's webhook server. gatewayAPI says
+// whether the Gateway API CRDs are installed: without them, the guard cannot
+// find the routes attached to a Gateway and refuses changes to policies on
+// Gateways until the manager restarts.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options, gatewayAPI bool) error {
 	if err := SetupIndexes(ctx, mgr.GetFieldIndexer(), gatewayAPI); err != nil {
 		return err
 	}
-	for path, h := range Handlers(mgr.GetCache(), opts, gatewayAPI) {
+	for _, o := range []client.Object{&apiwardenv1alpha1.APIBaseline{}, &corev1.Namespace{}, &corev1.Service{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, o); err != nil {
+			return fmt.Errorf("starting the %T informer: %w", o, err)
+		}
+	}
+	if gatewayAPI {
+		if _, err := mgr.GetCache().GetInformer(ctx, &gatewayv1.Gateway{}); err != nil {
+			return fmt.Errorf("starting the Gateway informer: %w", err)
+		}
+	}
+	if opts.APIReader == nil {
+		opts.APIReader = mgr.GetAPIReader()
+	}
+	for path, h := range Handlers(mgr.GetCache(), opts) {
 		mgr.GetWebhookServer().Register(path, h)
 	}
 	return nil
@@ -157,7 +178,9 @@ func decodeReview(body []byte, h admission.Handler) (admission.Request, client.O
 		// "object": null, as on DELETE.
 		obj = nil
 	}
-	if typed && review.Request.Object == nil {
+	// An object the apiserver sends always carries its kind; without one
+	// the review had no object (or an empty one).
+	if typed && (review.Request.Object == nil || obj.GetObjectKind().GroupVersionKind().Kind == "") {
 		return admission.Request{}, nil, errors.New("the AdmissionReview carries no object")
 	}
 	return req, obj, nil

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -105,7 +106,12 @@ func parentKeys(namespace string, refs []gatewayv1.ParentReference) []string {
 type cacheSnapshot struct {
 	ctx    context.Context
 	reader client.Reader
-	err    error
+	// apiReader reads the apiserver directly. A namespace missing from the
+	// cache exists all the same (the apiserver admits nothing into a
+	// namespace that does not), so the cache is behind: ask the apiserver
+	// rather than judge the object ungoverned.
+	apiReader client.Reader
+	err       error
 }
 
 func (s *cacheSnapshot) fail(err error) {
@@ -147,9 +153,13 @@ func (s *cacheSnapshot) PoliciesFor(t exposure.TargetKey) []*apiwardenv1alpha1.A
 // NamespaceLabels implements exposure.Snapshot.
 func (s *cacheSnapshot) NamespaceLabels(name string) (map[string]string, bool) {
 	var ns corev1.Namespace
-	if err := s.reader.Get(s.ctx, client.ObjectKey{Name: name}, &ns); err != nil {
-		if client.IgnoreNotFound(err) != nil {
-			s.fail(fmt.Errorf("reading namespace %s from the cache: %w", name, err))
+	err := s.reader.Get(s.ctx, client.ObjectKey{Name: name}, &ns)
+	if apierrors.IsNotFound(err) && s.apiReader != nil {
+		err = s.apiReader.Get(s.ctx, client.ObjectKey{Name: name}, &ns)
+	}
+	if err != nil {
+		if !apierrors.IsNotFound(err) {
+			s.fail(fmt.Errorf("reading namespace %s: %w", name, err))
 		}
 		return nil, false
 	}

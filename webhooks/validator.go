@@ -26,6 +26,9 @@ const maxListed = 10
 type Options struct {
 	// OwnNamespace is apiwarden's namespace, never governed.
 	OwnNamespace string
+	// APIReader reads the apiserver directly, for what the cache may not
+	// have yet (a namespace created a moment ago). Optional.
+	APIReader client.Reader
 	// Now returns the current time; tests may fix it.
 	Now func() time.Time
 }
@@ -60,17 +63,27 @@ func (v *exposureValidator) newObject() client.Object { return v.newObj() }
 // handleObject implements objectHandler: it decides on an object already
 // decoded from the review.
 func (v *exposureValidator) handleObject(ctx context.Context, req admission.Request, obj client.Object) admission.Response {
+	if obj.GetObjectKind().GroupVersionKind().Kind == "" {
+		// Objects the apiserver sends always carry apiVersion and kind.
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("the review carries no %s", v.kind))
+	}
+	if obj.GetDeletionTimestamp() != nil {
+		// Updates of an object being deleted remove finalizers (a cloud
+		// controller releasing a load balancer, say); refusing them would
+		// leave the object stuck in Terminating.
+		return admission.Allowed("")
+	}
 	if obj.GetNamespace() == "" {
 		obj.SetNamespace(req.Namespace)
 	}
-	snap := &cacheSnapshot{ctx: ctx, reader: v.reader}
+	snap := &cacheSnapshot{ctx: ctx, reader: v.reader, apiReader: v.opts.APIReader}
 	verdict, err := exposure.Evaluate(obj, snap, v.opts.now(), exposure.Options{OwnNamespace: v.opts.OwnNamespace})
 	if err == nil {
 		err = snap.err
 	}
 	if err != nil {
-		// A verdict computed from a partial view could wrongly admit; fail
-		// closed and let the apiserver's failurePolicy decide.
+		// A verdict computed from a partial view could wrongly admit: fail
+		// closed, denying the request with the reason.
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("evaluating %s %s/%s: %w", v.kind, obj.GetNamespace(), obj.GetName(), err))
 	}
 	resp := respond(verdict.ByAction(apiwardenv1alpha1.EnforcementActionDeny), verdict.ByAction(apiwardenv1alpha1.EnforcementActionWarn))

@@ -34,7 +34,8 @@ webhook. APIBaselines and APIPolicies found in the input (or given with
 authentication and a rate limit, and denies.
 
 Exit codes: 0 clean (or only Warn/Audit findings), 1 violations at Deny
-level, 2 unreadable input or usage error.
+level, 2 unreadable input, a governed kind in a version apiwarden cannot
+read, or a usage error.
 
 Flags:
 `
@@ -88,6 +89,16 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		now = t
 	}
 
+	stdinUses := 0
+	for _, f := range append(append([]string(nil), files...), baselineFiles...) {
+		if f == "-" {
+			stdinUses++
+		}
+	}
+	if stdinUses > 1 {
+		fmt.Fprintln(stderr, "apiwarden check: standard input (-) can be read only once")
+		return exitBadInput
+	}
 	objs, err := manifest.ReadPaths(files, stdin)
 	if err != nil {
 		fmt.Fprintf(stderr, "apiwarden check: %v\n", err)
@@ -103,8 +114,14 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var policies []*apiwardenv1alpha1.APIPolicy
 	namespaces := map[string]map[string]string{}
 	var subjects []manifest.Object
+	unevaluated := false
 	for _, o := range append(objs, extra...) {
 		if o.Obj == nil {
+			if manifest.Unevaluated(o.GVK) {
+				fmt.Fprintf(stderr, "apiwarden check: %s:%d: %s is not evaluated: apiwarden reads %s; convert it, or the cluster's webhook will judge it\n",
+					o.File, o.Line, o.GVK.GroupVersion().String()+" "+o.GVK.Kind, "Ingress networking.k8s.io/v1 and Gateway API v1")
+				unevaluated = true
+			}
 			continue
 		}
 		if m, ok := o.Obj.(metav1.Object); ok && m.GetNamespace() == "" && o.GVK.Kind != "Namespace" && o.GVK.Kind != "APIBaseline" {
@@ -164,6 +181,10 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if denied {
 		return exitViolations
+	}
+	if unevaluated {
+		// Something that may expose an API was not checked: not clean.
+		return exitBadInput
 	}
 	return exitClean
 }

@@ -75,6 +75,31 @@ func init() {
 	decoder = serializer.NewCodecFactory(scheme).UniversalDeserializer()
 }
 
+// servedAs maps older versions whose schema is v1's to the v1 kind apiwarden
+// evaluates, as the apiserver serves them (webhooks see them with
+// matchPolicy: Equivalent).
+var servedAs = map[schema.GroupVersionKind]schema.GroupVersionKind{
+	gatewayv1.SchemeGroupVersion.WithKind("Gateway"):                     gatewayv1.SchemeGroupVersion.WithKind("Gateway"),
+	{Group: gatewayv1.GroupName, Version: "v1beta1", Kind: "Gateway"}:    gatewayv1.SchemeGroupVersion.WithKind("Gateway"),
+	{Group: gatewayv1.GroupName, Version: "v1beta1", Kind: "HTTPRoute"}:  gatewayv1.SchemeGroupVersion.WithKind("HTTPRoute"),
+	{Group: gatewayv1.GroupName, Version: "v1alpha2", Kind: "GRPCRoute"}: gatewayv1.SchemeGroupVersion.WithKind("GRPCRoute"),
+}
+
+// Unevaluated reports whether a kind is one apiwarden governs in a version
+// it cannot read, so callers can say so rather than pass it silently.
+func Unevaluated(gvk schema.GroupVersionKind) bool {
+	if understood[gvk] {
+		return false
+	}
+	switch gvk.Group {
+	case gatewayv1.GroupName:
+		return gvk.Kind == "Gateway" || gvk.Kind == "HTTPRoute" || gvk.Kind == "GRPCRoute"
+	case networkingv1.GroupName, "extensions":
+		return gvk.Kind == "Ingress"
+	}
+	return false
+}
+
 // understood lists the kinds decoded into typed objects.
 var understood = map[schema.GroupVersionKind]bool{
 	corev1.SchemeGroupVersion.WithKind("Service"):          true,
@@ -205,9 +230,16 @@ func split(data []byte) []document {
 	for sc.Scan() {
 		n++
 		line := sc.Text()
-		if strings.HasPrefix(line, "---") && strings.TrimSpace(strings.TrimLeft(line, "-")) == "" || line == "..." {
+		// A document marker is "---" alone or followed by a space: what
+		// follows on the line (a comment, a tag, content) belongs to the
+		// new document.
+		if line == "---" || strings.HasPrefix(line, "--- ") || strings.HasPrefix(line, "---\t") || line == "..." {
 			flush()
-			continue
+			if rest := strings.TrimSpace(strings.TrimPrefix(line, "---")); rest != "" && rest != "..." && !strings.HasPrefix(rest, "#") {
+				line = rest
+			} else {
+				continue
+			}
 		}
 		t := strings.TrimSpace(line)
 		if meaningful == 0 && t != "" && !strings.HasPrefix(t, "#") {
@@ -270,6 +302,17 @@ func decodeDoc(body []byte) ([]Object, error) {
 		return out, nil
 	}
 	gvk := gv.WithKind(head.Kind)
+	if as, ok := servedAs[gvk]; ok && as != gvk {
+		var m map[string]any
+		if err := json.Unmarshal(js, &m); err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", head.Kind, err)
+		}
+		m["apiVersion"] = as.GroupVersion().String()
+		if js, err = json.Marshal(m); err != nil {
+			return nil, err
+		}
+		gvk = as
+	}
 	if !understood[gvk] {
 		return []Object{{GVK: gvk}}, nil
 	}

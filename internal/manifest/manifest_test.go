@@ -49,6 +49,32 @@ items:
 	}
 }
 
+func TestReadSeparatorsAndOlderVersions(t *testing.T) {
+	in := `apiVersion: v1
+kind: Service
+metadata: {name: a}
+--- # the route
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: HTTPRoute
+metadata: {name: r, namespace: shop}
+spec: {parentRefs: [{name: edge}]}
+--- {apiVersion: networking.k8s.io/v1beta1, kind: Ingress, metadata: {name: old}}
+`
+	objs, err := Read("in.yaml", strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 3 {
+		t.Fatalf("want 3 documents, got %d: %+v", len(objs), objs)
+	}
+	if objs[1].Obj == nil || objs[1].GVK.Version != "v1" || objs[1].Line != 5 {
+		t.Errorf("the v1beta1 HTTPRoute was not read as v1 at line 5: %+v", objs[1])
+	}
+	if objs[2].Obj != nil || !Unevaluated(objs[2].GVK) || objs[2].Line != 9 {
+		t.Errorf("the v1beta1 Ingress should be reported as unevaluated at line 9: %+v", objs[2])
+	}
+}
+
 func TestReadErrors(t *testing.T) {
 	cases := []struct {
 		name, in string

@@ -133,7 +133,7 @@ func run() error {
 	floor := counting(floorCalls, webhooks.Serve(admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 		return admission.Allowed("")
 	})))
-	aw := counting(apiwardenCalls, webhooks.Handlers(cache, webhooks.Options{}, true)[webhooks.IngressPath])
+	aw := counting(apiwardenCalls, webhooks.Handlers(cache, webhooks.Options{})[webhooks.IngressPath])
 	floorURL, stopFloor, err := serveTLS(floor, dir)
 	if err != nil {
 		return err
