@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -96,6 +97,27 @@ func runMain(m *testing.M) int {
 			return 1
 		}
 	}
+	// The Deny baseline for namespace shop, which several tests rely on.
+	if err := k8s.Create(ctx, &apiwardenv1alpha1.APIBaseline{
+		ObjectMeta: metav1.ObjectMeta{Name: "default"},
+		Spec: apiwardenv1alpha1.APIBaselineSpec{
+			EnforcementAction: apiwardenv1alpha1.EnforcementActionDeny,
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "shop"}},
+		},
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var b apiwardenv1alpha1.APIBaseline
+		if cache.Get(ctx, client.ObjectKey{Name: "default"}, &b) == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintln(os.Stderr, "the cache did not observe the baseline")
+			return 1
+		}
+	}
 	return m.Run()
 }
 
@@ -125,7 +147,7 @@ func waitCache(t *testing.T, obj client.Object, present bool) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := cache.Get(context.Background(), key, fresh)
-		if present && err == nil && fresh.GetResourceVersion() >= obj.GetResourceVersion() {
+		if present && err == nil && rv(fresh) >= rv(obj) {
 			return
 		}
 		if !present && apierrors.IsNotFound(err) {
@@ -136,6 +158,13 @@ func waitCache(t *testing.T, obj client.Object, present bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// rv reads a resourceVersion as the number etcd makes it. It is opaque to
+// clients in general; this test only needs "at least as new as".
+func rv(o client.Object) uint64 {
+	n, _ := strconv.ParseUint(o.GetResourceVersion(), 10, 64)
+	return n
 }
 
 func baseline(t *testing.T, name string, action apiwardenv1alpha1.EnforcementAction, namespace string) *apiwardenv1alpha1.APIBaseline {
@@ -200,7 +229,6 @@ spec:
 `
 
 func TestIngressDeniedThenAdmitted(t *testing.T) {
-	baseline(t, "default", apiwardenv1alpha1.EnforcementActionDeny, "shop")
 	ctx := context.Background()
 
 	bare := mustYAML(t, &networkingv1.Ingress{}, shopIngress)
@@ -384,6 +412,23 @@ spec:
 	if err := k8s.Delete(ctx, policy); err != nil {
 		t.Fatalf("deleting a policy that protects nothing was rejected: %v", err)
 	}
+
+	// A policy on a Gateway protects every route attached to it.
+	gwPolicy := mustYAML(t, &apiwardenv1alpha1.APIPolicy{}, `
+metadata: {name: edge, namespace: guard}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: edge}]
+  authentication: {apiKey: {keySetRefs: [{name: keys}]}}
+  rateLimit: {limits: [{by: Global, requests: 100, unit: Second}]}
+`)
+	createAndWait(t, gwPolicy)
+	attached := mustYAML(t, &gatewayv1.HTTPRoute{}, `
+metadata: {name: attached, namespace: guard}
+spec:
+  parentRefs: [{name: edge}]
+`)
+	createAndWait(t, attached)
+	denied(t, k8s.Delete(ctx, gwPolicy), "Deleting APIPolicy guard/edge would leave", "HTTPRoute guard/attached (authentication, rate limit")
 }
 
 func TestExemptionAdmitsUntilItExpires(t *testing.T) {

@@ -65,11 +65,15 @@ func walk(t *testing.T, path string, s *apiextensionsv1.JSONSchemaProps, inStatu
 		// metadata and metav1 types (conditions, label selectors) are
 		// apimachinery's; status is written by apiwarden, not users.
 		if !status {
-			if p.Type == "string" && p.MaxLength == nil && len(p.Enum) == 0 && p.Format == "" && p.Pattern == "" {
-				t.Errorf("%s is an unbounded string: add MaxLength, an enum or a pattern", child)
+			if p.Type == "string" && p.MaxLength == nil && len(p.Enum) == 0 && p.Format != "date-time" {
+				t.Errorf("%s is an unbounded string: add MaxLength or an enum", child)
 			}
 			if p.Type == "array" && p.MaxItems == nil {
 				t.Errorf("%s is an unbounded list: add MaxItems", child)
+			}
+			if it := p.Items; p.Type == "array" && it != nil && it.Schema != nil && it.Schema.Type == "string" &&
+				it.Schema.MaxLength == nil && len(it.Schema.Enum) == 0 {
+				t.Errorf("%s has unbounded string items: add items:MaxLength or an enum", child)
 			}
 		}
 		walk(t, child, &p, status)
