@@ -170,7 +170,7 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 		if !gatewayAPI {
-			log.Info("Gateway API CRDs are not installed; Gateway, HTTPRoute and GRPCRoute admission is off until a restart")
+			log.Info("Gateway API CRDs are not installed; after installing them, restart apiwarden so the APIPolicy guard sees routes attached to Gateways")
 		}
 		if err := webhooks.Setup(ctx, mgr, webhooks.Options{OwnNamespace: o.namespace}, gatewayAPI); err != nil {
 			return fmt.Errorf("setting up admission webhooks: %w", err)
