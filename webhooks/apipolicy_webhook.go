@@ -89,7 +89,7 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 		if snap.err != nil {
 			return admission.Errored(http.StatusInternalServerError, snap.err)
 		}
-		lost := newViolations(before.Violations, afterV.Violations)
+		lost := exposure.Introduced(before.Violations, afterV.Violations)
 		if len(lost) == 0 {
 			continue
 		}
@@ -102,7 +102,7 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 			baselines := map[string]bool{}
 			for _, v := range lost {
 				if v.Action == action {
-					what = append(what, describe(v.Code))
+					what = append(what, v.Code.Protection())
 					baselines[v.Baseline] = true
 				}
 			}
@@ -207,52 +207,9 @@ func (g *APIPolicyGuard) attachedRoutes(ctx context.Context, gw exposure.TargetK
 	return nil
 }
 
-// newViolations returns the violations in after that before did not have.
-func newViolations(before, after []exposure.Violation) []exposure.Violation {
-	had := map[string]bool{}
-	for _, v := range before {
-		had[string(v.Code)+"|"+v.Field+"|"+v.Baseline] = true
-	}
-	var out []exposure.Violation
-	for _, v := range after {
-		if !had[string(v.Code)+"|"+v.Field+"|"+v.Baseline] {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// describe names, in a few words, what a violation code says is missing.
-func describe(c exposure.Code) string {
-	switch c {
-	case exposure.CodeAuthMissing, exposure.CodeAuthMethodNotAllowed:
-		return "authentication"
-	case exposure.CodeRateLimitMissing, exposure.CodeRateLimitAboveCeiling:
-		return "rate limit"
-	case exposure.CodeBodyLimitMissing, exposure.CodeBodyLimitTooLarge:
-		return "request body limit"
-	case exposure.CodeInsecureListener:
-		return "HTTP-to-HTTPS redirect"
-	case exposure.CodeTLSVersionTooLow:
-		return "minimum TLS version"
-	case exposure.CodeCORSWildcardOrigin:
-		return "CORS origin restriction"
-	}
-	return string(c)
-}
-
 func kindOf(o client.Object) string {
-	switch o.(type) {
-	case *networkingv1.Ingress:
-		return "Ingress"
-	case *corev1.Service:
-		return "Service"
-	case *gatewayv1.Gateway:
-		return "Gateway"
-	case *gatewayv1.HTTPRoute:
-		return "HTTPRoute"
-	case *gatewayv1.GRPCRoute:
-		return "GRPCRoute"
+	if k, ok := exposure.KindOf(o); ok {
+		return k
 	}
 	return fmt.Sprintf("%T", o)
 }

@@ -40,7 +40,7 @@ func SetupIndexes(ctx context.Context, indexer client.FieldIndexer, gatewayAPI b
 		return fmt.Errorf("indexing APIPolicies by target: %w", err)
 	}
 	if err := indexer.IndexField(ctx, &networkingv1.Ingress{}, IndexIngressBackend, func(o client.Object) []string {
-		return ingressBackends(o.(*networkingv1.Ingress))
+		return exposure.IngressBackendServices(o.(*networkingv1.Ingress))
 	}); err != nil {
 		return fmt.Errorf("indexing Ingresses by backend: %w", err)
 	}
@@ -49,51 +49,25 @@ func SetupIndexes(ctx context.Context, indexer client.FieldIndexer, gatewayAPI b
 	}
 	if err := indexer.IndexField(ctx, &gatewayv1.HTTPRoute{}, IndexRouteParent, func(o client.Object) []string {
 		r := o.(*gatewayv1.HTTPRoute)
-		return parentKeys(r.Namespace, r.Spec.ParentRefs)
+		return parentIndexKeys(r.Namespace, r.Spec.ParentRefs)
 	}); err != nil {
 		return fmt.Errorf("indexing HTTPRoutes by parent: %w", err)
 	}
 	if err := indexer.IndexField(ctx, &gatewayv1.GRPCRoute{}, IndexRouteParent, func(o client.Object) []string {
 		r := o.(*gatewayv1.GRPCRoute)
-		return parentKeys(r.Namespace, r.Spec.ParentRefs)
+		return parentIndexKeys(r.Namespace, r.Spec.ParentRefs)
 	}); err != nil {
 		return fmt.Errorf("indexing GRPCRoutes by parent: %w", err)
 	}
 	return nil
 }
 
-func ingressBackends(in *networkingv1.Ingress) []string {
-	seen := map[string]bool{}
-	var out []string
-	add := func(b *networkingv1.IngressBackend) {
-		if b != nil && b.Service != nil && b.Service.Name != "" && !seen[b.Service.Name] {
-			seen[b.Service.Name] = true
-			out = append(out, b.Service.Name)
-		}
-	}
-	add(in.Spec.DefaultBackend)
-	for _, r := range in.Spec.Rules {
-		if r.HTTP == nil {
-			continue
-		}
-		for i := range r.HTTP.Paths {
-			add(&r.HTTP.Paths[i].Backend)
-		}
-	}
-	return out
-}
-
-func parentKeys(namespace string, refs []gatewayv1.ParentReference) []string {
-	var out []string
-	for _, p := range refs {
-		if (p.Group != nil && *p.Group != gatewayv1.GroupName) || (p.Kind != nil && *p.Kind != "Gateway") {
-			continue
-		}
-		ns := namespace
-		if p.Namespace != nil && *p.Namespace != "" {
-			ns = string(*p.Namespace)
-		}
-		out = append(out, ns+"/"+string(p.Name))
+// parentIndexKeys renders a route's parent Gateways as "namespace/name".
+func parentIndexKeys(namespace string, refs []gatewayv1.ParentReference) []string {
+	gws := exposure.RouteParentGateways(namespace, refs)
+	out := make([]string, len(gws))
+	for i, g := range gws {
+		out[i] = g.Namespace + "/" + g.Name
 	}
 	return out
 }

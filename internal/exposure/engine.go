@@ -25,11 +25,25 @@ const ExcludeLabel = "apiwarden.io/exclude"
 
 // Supported reports whether the engine evaluates objects of this type.
 func Supported(obj runtime.Object) bool {
+	_, ok := KindOf(obj)
+	return ok
+}
+
+// KindOf returns the kind of an object the engine evaluates.
+func KindOf(obj runtime.Object) (string, bool) {
 	switch obj.(type) {
-	case *networkingv1.Ingress, *corev1.Service, *gatewayv1.Gateway, *gatewayv1.HTTPRoute, *gatewayv1.GRPCRoute:
-		return true
+	case *networkingv1.Ingress:
+		return "Ingress", true
+	case *corev1.Service:
+		return "Service", true
+	case *gatewayv1.Gateway:
+		return "Gateway", true
+	case *gatewayv1.HTTPRoute:
+		return "HTTPRoute", true
+	case *gatewayv1.GRPCRoute:
+		return "GRPCRoute", true
 	}
-	return false
+	return "", false
 }
 
 // Evaluate decides whether obj exposes an API and which requirements of the

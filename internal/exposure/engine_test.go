@@ -621,3 +621,28 @@ func TestUnsupportedObject(t *testing.T) {
 		t.Fatal("Supported is wrong")
 	}
 }
+
+func TestIntroduced(t *testing.T) {
+	v := func(code Code, field, baseline string) Violation {
+		return Violation{Code: code, Field: field, Baseline: baseline}
+	}
+	before := []Violation{v(CodeTLSMissing, "spec.rules[0].host", "a")}
+	after := []Violation{
+		v(CodeTLSMissing, "spec.rules[0].host", "a"),       // already there
+		v(CodeAuthMissing, "spec", "a"),                    // new
+		v(CodeTLSMissing, "spec.rules[0].host", "b"),       // same finding, other baseline: new
+		v(CodeRateLimitMissing, "spec.parentRefs[1]", "a"), // new
+	}
+	got := Introduced(before, after)
+	if len(got) != 3 || got[0].Code != CodeAuthMissing || got[1].Baseline != "b" || got[2].Code != CodeRateLimitMissing {
+		t.Fatalf("Introduced = %+v", got)
+	}
+	if len(Introduced(after, before)) != 0 {
+		t.Fatal("removing violations introduces none")
+	}
+	for _, c := range []Code{CodeAuthMissing, CodeRateLimitMissing, CodeInsecureListener, CodeTLSMissing} {
+		if c.Protection() == string(c) {
+			t.Errorf("%s has no protection name", c)
+		}
+	}
+}

@@ -107,42 +107,7 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 	}
 
 	// Protection: the Ingress's own policy, else the backend Service's.
-	type backend struct {
-		name       string
-		rule, path int // -1, -1 for the default backend
-	}
-	var backends []backend
-	var seenBackend map[string]bool
-	if len(in.Spec.Rules) > manyRules {
-		seenBackend = make(map[string]bool)
-	}
-	addService := func(b *networkingv1.IngressBackend, rule, path int) {
-		if b == nil || b.Service == nil || b.Service.Name == "" {
-			return
-		}
-		if seenBackend != nil {
-			if seenBackend[b.Service.Name] {
-				return
-			}
-			seenBackend[b.Service.Name] = true
-		} else {
-			for _, x := range backends {
-				if x.name == b.Service.Name {
-					return
-				}
-			}
-		}
-		backends = append(backends, backend{name: b.Service.Name, rule: rule, path: path})
-	}
-	addService(in.Spec.DefaultBackend, -1, -1)
-	for i, r := range in.Spec.Rules {
-		if r.HTTP == nil {
-			continue
-		}
-		for j := range r.HTTP.Paths {
-			addService(&r.HTTP.Paths[j].Backend, i, j)
-		}
-	}
+	backends := ingressBackends(in)
 	if len(backends) == 0 {
 		sc := scope{levels: []level{{key: self}}, field: "spec"}
 		a.apiScopes, a.tlsScopes = []scope{sc}, []scope{sc}
@@ -164,6 +129,74 @@ func analyzeIngress(in *networkingv1.Ingress) *analysis {
 		a.tlsScopes = append(a.tlsScopes, sc)
 	}
 	return a
+}
+
+// backend is one distinct backend Service of an Ingress and where it is
+// first named (rule and path -1 for the default backend).
+type backend struct {
+	name       string
+	rule, path int
+}
+
+// ingressBackends lists an Ingress's distinct backend Services in order.
+func ingressBackends(in *networkingv1.Ingress) []backend {
+	var backends []backend
+	var seen map[string]bool
+	if len(in.Spec.Rules) > manyRules {
+		seen = make(map[string]bool)
+	}
+	add := func(b *networkingv1.IngressBackend, rule, path int) {
+		if b == nil || b.Service == nil || b.Service.Name == "" {
+			return
+		}
+		if seen != nil {
+			if seen[b.Service.Name] {
+				return
+			}
+			seen[b.Service.Name] = true
+		} else {
+			for _, x := range backends {
+				if x.name == b.Service.Name {
+					return
+				}
+			}
+		}
+		backends = append(backends, backend{name: b.Service.Name, rule: rule, path: path})
+	}
+	add(in.Spec.DefaultBackend, -1, -1)
+	for i, r := range in.Spec.Rules {
+		if r.HTTP == nil {
+			continue
+		}
+		for j := range r.HTTP.Paths {
+			add(&r.HTTP.Paths[j].Backend, i, j)
+		}
+	}
+	return backends
+}
+
+// IngressBackendServices returns the names of an Ingress's backend Services:
+// the Services whose APIPolicies protect it. Indexes must use this, so that
+// they find exactly what the engine looks at.
+func IngressBackendServices(in *networkingv1.Ingress) []string {
+	bs := ingressBackends(in)
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = b.name
+	}
+	return out
+}
+
+// RouteParentGateways returns the Gateways a route attaches to: the targets
+// whose APIPolicies protect it besides the route's own. Indexes must use
+// this, so that they find exactly what the engine looks at.
+func RouteParentGateways(namespace string, refs []gatewayv1.ParentReference) []TargetKey {
+	ps := routeParents(namespace, refs)
+	out := make([]TargetKey, len(ps))
+	for i, p := range ps {
+		out[i] = p.key
+	}
+	return out
 }
 
 // hostSeen reports whether an earlier rule has the same host. It is called

@@ -47,6 +47,44 @@ const (
 	CodeKeyInQuery Code = "KeyInQuery"
 )
 
+// Protection names, in a few words, the protection whose absence the code
+// reports, for messages that list what a change would take away.
+func (c Code) Protection() string {
+	switch c {
+	case CodeAuthMissing, CodeAuthMethodNotAllowed, CodeKeyInQuery:
+		return "authentication"
+	case CodeRateLimitMissing, CodeRateLimitAboveCeiling:
+		return "rate limit"
+	case CodeBodyLimitMissing, CodeBodyLimitTooLarge:
+		return "request body limit"
+	case CodeInsecureListener:
+		return "HTTP-to-HTTPS redirect"
+	case CodeTLSVersionTooLow:
+		return "minimum TLS version"
+	case CodeTLSMissing, CodeInsecurePort:
+		return "TLS"
+	case CodeCORSWildcardOrigin:
+		return "CORS origin restriction"
+	}
+	return string(c)
+}
+
+// Introduced returns the violations in after that before did not have (the
+// same code, field and baseline): what a change to the cluster would cause.
+func Introduced(before, after []Violation) []Violation {
+	had := make(map[string]bool, len(before))
+	for _, v := range before {
+		had[string(v.Code)+"|"+v.Field+"|"+v.Baseline] = true
+	}
+	var out []Violation
+	for _, v := range after {
+		if !had[string(v.Code)+"|"+v.Field+"|"+v.Baseline] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // Violation is one requirement an object fails.
 type Violation struct {
 	// Code is the stable violation code.
