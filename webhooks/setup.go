@@ -78,7 +78,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options, gatewayAPI bool)
 }
 
 // Serve answers AdmissionReviews for h over HTTP. It decodes each review
-// once (controller-runtime's admission.Webhook parses it twice, to sniff its
+// once, with the object straight into its type when h allows it (controller-runtime's admission.Webhook parses it twice, to sniff its
 // kind and then to decode it), and it answers malformed requests with HTTP
 // 4xx where admission.Webhook answers HTTP 200 with an error inside: a POST of
 // application/json holding an admission.k8s.io/v1 AdmissionReview whose
@@ -157,12 +157,11 @@ func decodeReview(body []byte, h admission.Handler) (admission.Request, client.O
 	} else {
 		review.Request = &typedRequest{Object: &runtime.RawExtension{}}
 	}
-	strict, err := sigsjson.UnmarshalStrict(body, &review, sigsjson.DisallowDuplicateFields)
-	if err != nil {
+	// Not the strict decoder: tracking duplicate keys in every nested object
+	// costs more than the rest of the decision, and the apiserver, which
+	// serializes these objects itself, never sends duplicates.
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &review); err != nil {
 		return admission.Request{}, nil, fmt.Errorf("the body is not an AdmissionReview: %w", err)
-	}
-	if len(strict) > 0 {
-		return admission.Request{}, nil, fmt.Errorf("the AdmissionReview is malformed: %w", strict[0])
 	}
 	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
 		return admission.Request{}, nil, fmt.Errorf("want an admission.k8s.io/v1 AdmissionReview, got %q %q", review.APIVersion, review.Kind)

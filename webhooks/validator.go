@@ -101,16 +101,9 @@ func decodeRaw(raw []byte, into client.Object) error {
 	if len(raw) == 0 {
 		return errors.New("the request carries no object")
 	}
-	// Duplicate fields are refused, as the apiserver refuses them; unknown
-	// fields are not, since the object may be newer than apiwarden's types.
-	strict, err := sigsjson.UnmarshalStrict(raw, into, sigsjson.DisallowDuplicateFields)
-	if err != nil {
-		return err
-	}
-	if len(strict) > 0 {
-		return strict[0]
-	}
-	return nil
+	// Unknown fields are accepted: the object may be newer than apiwarden's
+	// types.
+	return sigsjson.UnmarshalCaseSensitivePreserveInts(raw, into)
 }
 
 // respond turns violations into an admission response: denied when any deny
