@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -32,13 +33,14 @@ const maxAffected = 500
 // drops protection, while it is what keeps an exposed object compliant with a
 // Deny baseline. Under a Warn baseline it admits with warnings.
 type APIPolicyGuard struct {
-	reader client.Reader
+	reader client.Reader // the manager's cache, indexed by SetupIndexes
+	store  *Store
 	opts   Options
 }
 
 // NewAPIPolicyGuard returns the guard.
-func NewAPIPolicyGuard(reader client.Reader, opts Options) *APIPolicyGuard {
-	return &APIPolicyGuard{reader: reader, opts: opts}
+func NewAPIPolicyGuard(reader client.Reader, store *Store, opts Options) *APIPolicyGuard {
+	return &APIPolicyGuard{reader: reader, store: store, opts: opts}
 }
 
 // Handle implements admission.Handler.
@@ -60,7 +62,6 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 		verb = "This update of"
 	}
 
-	snap := &cacheSnapshot{ctx: ctx, reader: g.reader, apiReader: g.opts.APIReader}
 	affected, truncated, err := g.affected(ctx, old)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
@@ -69,47 +70,42 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 		return admission.Denied(fmt.Sprintf("%s APIPolicy %s/%s cannot be checked: it protects more than %d objects. Split it into policies on fewer targets, or remove the objects first.",
 			verb, old.Namespace, old.Name, maxAffected))
 	}
-	after := &overlay{Snapshot: snap, namespace: old.Namespace, name: old.Name, next: next}
 	now := g.opts.now()
 	eopts := exposure.Options{OwnNamespace: g.opts.OwnNamespace}
 
 	var denyLines, warnLines []string
-	for _, obj := range affected {
-		if obj.GetDeletionTimestamp() != nil {
-			continue // going away; nothing to leave bare
-		}
-		before, err := exposure.Evaluate(obj, snap, now, eopts)
-		if err != nil {
-			return admission.Errored(http.StatusInternalServerError, err)
-		}
-		afterV, err := exposure.Evaluate(obj, after, now, eopts)
-		if err != nil {
-			return admission.Errored(http.StatusInternalServerError, err)
-		}
-		if snap.err != nil {
-			return admission.Errored(http.StatusInternalServerError, snap.err)
-		}
-		lost := exposure.Introduced(before.Violations, afterV.Violations)
-		if len(lost) == 0 {
-			continue
-		}
-		ref := fmt.Sprintf("%s %s/%s", kindOf(obj), obj.GetNamespace(), obj.GetName())
-		for action, lines := range map[apiwardenv1alpha1.EnforcementAction]*[]string{
-			apiwardenv1alpha1.EnforcementActionDeny: &denyLines,
-			apiwardenv1alpha1.EnforcementActionWarn: &warnLines,
-		} {
-			var what []string
-			baselines := map[string]bool{}
-			for _, v := range lost {
-				if v.Action == action {
-					what = append(what, v.Code.Protection())
-					baselines[v.Baseline] = true
-				}
+	var evalErr error
+	viewErr := g.store.View(ctx, func(snap exposure.Snapshot) {
+		after := &overlay{Snapshot: snap, namespace: old.Namespace, name: old.Name, next: next}
+		for _, obj := range affected {
+			if obj.GetDeletionTimestamp() != nil {
+				continue // going away; nothing to leave bare
 			}
-			if len(what) > 0 {
-				*lines = append(*lines, fmt.Sprintf("%s (%s, required by APIBaseline %s)", ref, strings.Join(dedupe(what), ", "), strings.Join(sortedKeys(baselines), ", ")))
+			before, err := exposure.Evaluate(obj, snap, now, eopts)
+			if err != nil {
+				evalErr = err
+				return
+			}
+			afterV, err := exposure.Evaluate(obj, after, now, eopts)
+			if err != nil {
+				evalErr = err
+				return
+			}
+			lost := exposure.Introduced(before.Violations, afterV.Violations)
+			if len(lost) == 0 {
+				continue
+			}
+			ref := fmt.Sprintf("%s %s/%s", kindOf(obj), obj.GetNamespace(), obj.GetName())
+			if l := lostLine(ref, lost, apiwardenv1alpha1.EnforcementActionDeny); l != "" {
+				denyLines = append(denyLines, l)
+			}
+			if l := lostLine(ref, lost, apiwardenv1alpha1.EnforcementActionWarn); l != "" {
+				warnLines = append(warnLines, l)
 			}
 		}
+	})
+	if viewErr != nil || evalErr != nil {
+		return admission.Errored(http.StatusInternalServerError, errors.Join(viewErr, evalErr))
 	}
 	warns := make([]string, 0, len(warnLines))
 	for _, l := range warnLines {
@@ -125,6 +121,23 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 	msg := fmt.Sprintf("%s APIPolicy %s/%s would leave exposed objects without the protection a Deny baseline requires: %s. Attach another APIPolicy that provides it first, or remove the exposure.",
 		verb, old.Namespace, old.Name, strings.Join(denyLines, "; "))
 	return admission.Denied(msg).WithWarnings(warns...)
+}
+
+// lostLine describes, for one object, what the change would take away under
+// baselines with the given action; empty when nothing.
+func lostLine(ref string, lost []exposure.Violation, action apiwardenv1alpha1.EnforcementAction) string {
+	var what []string
+	baselines := map[string]bool{}
+	for _, v := range lost {
+		if v.Action == action {
+			what = append(what, v.Code.Protection())
+			baselines[v.Baseline] = true
+		}
+	}
+	if len(what) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s (%s, required by APIBaseline %s)", ref, strings.Join(dedupe(what), ", "), strings.Join(sortedKeys(baselines), ", "))
 }
 
 // affected returns the objects the policy protects: its targets, the routes

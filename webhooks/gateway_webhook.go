@@ -10,6 +10,6 @@ const GatewayPath = "/validate-gateway-networking-k8s-io-v1-gateway"
 
 // NewGatewayValidator rejects Gateways with plain-HTTP listeners that no
 // APIPolicy redirects to HTTPS.
-func NewGatewayValidator(reader client.Reader, opts Options) *exposureValidator {
-	return &exposureValidator{kind: "Gateway", newObj: func() client.Object { return &gatewayv1.Gateway{} }, reader: reader, opts: opts}
+func NewGatewayValidator(store *Store, opts Options) *exposureValidator {
+	return &exposureValidator{kind: "Gateway", newObj: func() client.Object { return &gatewayv1.Gateway{} }, store: store, opts: opts}
 }

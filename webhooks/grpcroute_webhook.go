@@ -10,6 +10,6 @@ const GRPCRoutePath = "/validate-gateway-networking-k8s-io-v1-grpcroute"
 
 // NewGRPCRouteValidator rejects GRPCRoutes attached to a Gateway without an
 // APIPolicy (on the route or the Gateway) that authenticates and rate limits.
-func NewGRPCRouteValidator(reader client.Reader, opts Options) *exposureValidator {
-	return &exposureValidator{kind: "GRPCRoute", newObj: func() client.Object { return &gatewayv1.GRPCRoute{} }, reader: reader, opts: opts}
+func NewGRPCRouteValidator(store *Store, opts Options) *exposureValidator {
+	return &exposureValidator{kind: "GRPCRoute", newObj: func() client.Object { return &gatewayv1.GRPCRoute{} }, store: store, opts: opts}
 }

@@ -11,6 +11,6 @@ const HTTPRoutePath = "/validate-gateway-networking-k8s-io-v1-httproute"
 // NewHTTPRouteValidator rejects HTTPRoutes attached to a Gateway without an
 // APIPolicy (on the route or the Gateway) that authenticates and rate limits,
 // and routes that match credentials in query strings.
-func NewHTTPRouteValidator(reader client.Reader, opts Options) *exposureValidator {
-	return &exposureValidator{kind: "HTTPRoute", newObj: func() client.Object { return &gatewayv1.HTTPRoute{} }, reader: reader, opts: opts}
+func NewHTTPRouteValidator(store *Store, opts Options) *exposureValidator {
+	return &exposureValidator{kind: "HTTPRoute", newObj: func() client.Object { return &gatewayv1.HTTPRoute{} }, store: store, opts: opts}
 }

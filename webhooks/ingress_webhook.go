@@ -10,6 +10,6 @@ const IngressPath = "/validate-networking-k8s-io-v1-ingress"
 
 // NewIngressValidator rejects Ingresses whose hosts lack TLS or whose
 // backends lack authentication and rate limits, as the baselines require.
-func NewIngressValidator(reader client.Reader, opts Options) *exposureValidator {
-	return &exposureValidator{kind: "Ingress", newObj: func() client.Object { return &networkingv1.Ingress{} }, reader: reader, opts: opts}
+func NewIngressValidator(store *Store, opts Options) *exposureValidator {
+	return &exposureValidator{kind: "Ingress", newObj: func() client.Object { return &networkingv1.Ingress{} }, store: store, opts: opts}
 }

@@ -14,25 +14,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
-	"github.com/apiwarden/apiwarden/internal/testenv"
 )
 
-// newTestHandler serves the Ingress validator over a reader holding one Deny
-// baseline. The fake client stands in for the manager's cache here only: this
-// test is about HTTP handling of hostile input, not about the apiserver, which
-// the envtest suite covers.
+// newTestHandler serves the Ingress validator over a store holding one Deny
+// baseline, filled by hand as the informers would. This test is about HTTP
+// handling of hostile input, not the apiserver, which test/admission covers.
 func newTestHandler(t testing.TB) http.Handler {
 	t.Helper()
-	s := testenv.Scheme()
-	reader := fake.NewClientBuilder().WithScheme(s).
-		WithObjects(&apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "default"}}).
-		WithIndex(&apiwardenv1alpha1.APIPolicy{}, IndexPolicyTarget, func(client.Object) []string { return nil }).
-		Build()
-	return Handlers(reader, Options{Now: func() time.Time { return time.Unix(0, 0) }})[IngressPath]
+	store := NewStore(nil)
+	store.put(&apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "default"}})
+	return Handlers(nil, store, Options{Now: func() time.Time { return time.Unix(0, 0) }})[IngressPath]
 }
 
 func review(t testing.TB, obj runtime.Object) []byte {

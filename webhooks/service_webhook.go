@@ -12,6 +12,6 @@ const ServicePath = "/validate-v1-service"
 
 // NewServiceValidator rejects Services that expose plain HTTP outside the
 // cluster, or an API without authentication and rate limits.
-func NewServiceValidator(reader client.Reader, opts Options) *exposureValidator {
-	return &exposureValidator{kind: "Service", newObj: func() client.Object { return &corev1.Service{} }, reader: reader, opts: opts}
+func NewServiceValidator(store *Store, opts Options) *exposureValidator {
+	return &exposureValidator{kind: "Service", newObj: func() client.Object { return &corev1.Service{} }, store: store, opts: opts}
 }

@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	sigsjson "sigs.k8s.io/json"
 )
 
@@ -28,18 +27,19 @@ import (
 const maxReviewBytes = 7 << 20
 
 // Handlers returns every admission endpoint by path. reader is the manager's
-// cache (indexed by SetupIndexes).
-func Handlers(reader client.Reader, opts Options) map[string]http.Handler {
+// cache (indexed by SetupIndexes); store holds the policies, baselines and
+// namespaces the engine reads.
+func Handlers(reader client.Reader, store *Store, opts Options) map[string]http.Handler {
 	// The Gateway API validators read only APIPolicies, APIBaselines and
 	// Namespaces, so they are served even before the Gateway API CRDs
 	// exist: installing the CRDs later then needs no restart for them.
 	handlers := map[string]admission.Handler{
-		IngressPath:   NewIngressValidator(reader, opts),
-		ServicePath:   NewServiceValidator(reader, opts),
-		APIPolicyPath: NewAPIPolicyGuard(reader, opts),
-		GatewayPath:   NewGatewayValidator(reader, opts),
-		HTTPRoutePath: NewHTTPRouteValidator(reader, opts),
-		GRPCRoutePath: NewGRPCRouteValidator(reader, opts),
+		IngressPath:   NewIngressValidator(store, opts),
+		ServicePath:   NewServiceValidator(store, opts),
+		APIPolicyPath: NewAPIPolicyGuard(reader, store, opts),
+		GatewayPath:   NewGatewayValidator(store, opts),
+		HTTPRoutePath: NewHTTPRouteValidator(store, opts),
+		GRPCRoutePath: NewGRPCRouteValidator(store, opts),
 	}
 	out := make(map[string]http.Handler, len(handlers))
 	for path, h := range handlers {
@@ -48,33 +48,35 @@ func Handlers(reader client.Reader, opts Options) map[string]http.Handler {
 	return out
 }
 
-// Setup registers the field indexes, starts the informers admission reads
-// (so that readiness, which waits for the cache, covers them), and registers
-// the admission endpoints on the manager's webhook server. gatewayAPI says
+// Setup registers the field indexes, fills a Store from the informers,
+// starts the other informers admission reads (so that readiness, which waits
+// for the cache, covers them), and registers the admission endpoints on the
+// manager's webhook server. Callers should add store.Synced to readiness. gatewayAPI says
 // whether the Gateway API CRDs are installed: without them, the guard cannot
 // find the routes attached to a Gateway and refuses changes to policies on
 // Gateways until the manager restarts.
-func Setup(ctx context.Context, mgr ctrl.Manager, opts Options, gatewayAPI bool) error {
+func Setup(ctx context.Context, mgr ctrl.Manager, opts Options, gatewayAPI bool) (*Store, error) {
 	if err := SetupIndexes(ctx, mgr.GetFieldIndexer(), gatewayAPI); err != nil {
-		return err
+		return nil, err
 	}
-	for _, o := range []client.Object{&apiwardenv1alpha1.APIBaseline{}, &corev1.Namespace{}, &corev1.Service{}} {
+	store := NewStore(mgr.GetAPIReader())
+	if err := store.Watch(ctx, mgr.GetCache()); err != nil {
+		return nil, err
+	}
+	for _, o := range []client.Object{&corev1.Service{}} {
 		if _, err := mgr.GetCache().GetInformer(ctx, o); err != nil {
-			return fmt.Errorf("starting the %T informer: %w", o, err)
+			return nil, fmt.Errorf("starting the %T informer: %w", o, err)
 		}
 	}
 	if gatewayAPI {
 		if _, err := mgr.GetCache().GetInformer(ctx, &gatewayv1.Gateway{}); err != nil {
-			return fmt.Errorf("starting the Gateway informer: %w", err)
+			return nil, fmt.Errorf("starting the Gateway informer: %w", err)
 		}
 	}
-	if opts.APIReader == nil {
-		opts.APIReader = mgr.GetAPIReader()
-	}
-	for path, h := range Handlers(mgr.GetCache(), opts) {
+	for path, h := range Handlers(mgr.GetCache(), store, opts) {
 		mgr.GetWebhookServer().Register(path, h)
 	}
-	return nil
+	return store, nil
 }
 
 // Serve answers AdmissionReviews for h over HTTP. It decodes each review

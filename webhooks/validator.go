@@ -26,9 +26,6 @@ const maxListed = 10
 type Options struct {
 	// OwnNamespace is apiwarden's namespace, never governed.
 	OwnNamespace string
-	// APIReader reads the apiserver directly, for what the cache may not
-	// have yet (a namespace created a moment ago). Optional.
-	APIReader client.Reader
 	// Now returns the current time; tests may fix it.
 	Now func() time.Time
 }
@@ -44,7 +41,7 @@ func (o Options) now() time.Time {
 type exposureValidator struct {
 	kind   string
 	newObj func() client.Object
-	reader client.Reader
+	store  *Store
 	opts   Options
 }
 
@@ -76,10 +73,13 @@ func (v *exposureValidator) handleObject(ctx context.Context, req admission.Requ
 	if obj.GetNamespace() == "" {
 		obj.SetNamespace(req.Namespace)
 	}
-	snap := &cacheSnapshot{ctx: ctx, reader: v.reader, apiReader: v.opts.APIReader}
-	verdict, err := exposure.Evaluate(obj, snap, v.opts.now(), exposure.Options{OwnNamespace: v.opts.OwnNamespace})
+	var verdict exposure.Verdict
+	var evalErr error
+	err := v.store.View(ctx, func(snap exposure.Snapshot) {
+		verdict, evalErr = exposure.Evaluate(obj, snap, v.opts.now(), exposure.Options{OwnNamespace: v.opts.OwnNamespace})
+	})
 	if err == nil {
-		err = snap.err
+		err = evalErr
 	}
 	if err != nil {
 		// A verdict computed from a partial view could wrongly admit: fail

@@ -172,8 +172,17 @@ func run(ctx context.Context, args []string) error {
 		if !gatewayAPI {
 			log.Info("Gateway API CRDs are not installed; after installing them, restart apiwarden so the APIPolicy guard sees routes attached to Gateways")
 		}
-		if err := webhooks.Setup(ctx, mgr, webhooks.Options{OwnNamespace: o.namespace}, gatewayAPI); err != nil {
+		store, err := webhooks.Setup(ctx, mgr, webhooks.Options{OwnNamespace: o.namespace}, gatewayAPI)
+		if err != nil {
 			return fmt.Errorf("setting up admission webhooks: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("admission-store", func(*http.Request) error {
+			if !store.Synced() {
+				return errors.New("the admission store has not received every policy, baseline and namespace yet")
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("adding admission readiness check: %w", err)
 		}
 	}
 

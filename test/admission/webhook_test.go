@@ -33,8 +33,9 @@ import (
 )
 
 var (
-	k8s       client.Client // talks to the apiserver directly
-	cache     client.Reader // the manager's cache, which the webhook reads
+	store     *webhooks.Store // what the webhook decides from
+	k8s       client.Client   // talks to the apiserver directly
+	cache     client.Reader   // the manager's cache, which the webhook reads
 	restCfg   *rest.Config
 	testStart = time.Now()
 )
@@ -64,7 +65,8 @@ func runMain(m *testing.M) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := webhooks.Setup(ctx, mgr, webhooks.Options{OwnNamespace: "apiwarden-system"}, true); err != nil {
+	store, err = webhooks.Setup(ctx, mgr, webhooks.Options{OwnNamespace: "apiwarden-system"}, true)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -109,8 +111,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		var b apiwardenv1alpha1.APIBaseline
-		if cache.Get(ctx, client.ObjectKey{Name: "default"}, &b) == nil {
+		if store.Synced() && store.Has(&apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, true) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -140,8 +141,11 @@ func createAndWait(t *testing.T, obj client.Object) {
 	waitCache(t, obj, true)
 }
 
+// waitCache waits until the manager's cache, and the admission store fed by
+// its informers, have observed obj (or its absence).
 func waitCache(t *testing.T, obj client.Object, present bool) {
 	t.Helper()
+	defer waitStore(t, obj, present)
 	key := client.ObjectKeyFromObject(obj)
 	fresh := obj.DeepCopyObject().(client.Object)
 	deadline := time.Now().Add(10 * time.Second)
@@ -157,6 +161,18 @@ func waitCache(t *testing.T, obj client.Object, present bool) {
 			t.Fatalf("the cache did not observe %T %s (present=%v): %v", obj, key, present, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitStore waits until the admission store agrees with the cache about obj.
+func waitStore(t *testing.T, obj client.Object, present bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !store.Has(obj, present) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the admission store did not observe %T %s (present=%v)", obj, client.ObjectKeyFromObject(obj), present)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

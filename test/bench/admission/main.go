@@ -110,11 +110,11 @@ func run() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	k8s, cache, err := startCache(ctx, env.Config)
+	k8s, cache, store, err := startCache(ctx, env.Config)
 	if err != nil {
 		return err
 	}
-	if err := seed(ctx, k8s, cache, cfg); err != nil {
+	if err := seed(ctx, k8s, store, cfg); err != nil {
 		return err
 	}
 
@@ -133,7 +133,7 @@ func run() error {
 	floor := counting(floorCalls, webhooks.Serve(admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 		return admission.Allowed("")
 	})))
-	aw := counting(apiwardenCalls, webhooks.Handlers(cache, webhooks.Options{})[webhooks.IngressPath])
+	aw := counting(apiwardenCalls, webhooks.Handlers(cache, store, webhooks.Options{})[webhooks.IngressPath])
 	floorURL, stopFloor, err := serveTLS(floor, dir)
 	if err != nil {
 		return err
@@ -153,31 +153,29 @@ func run() error {
 	return benchAPIServer(ctx, cfg, env.Config, k8s, caPEM, floorURL, awURL, floorCalls, apiwardenCalls)
 }
 
-func startCache(ctx context.Context, cfg *rest.Config) (client.Client, client.Reader, error) {
+func startCache(ctx context.Context, cfg *rest.Config) (client.Client, client.Reader, *webhooks.Store, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := webhooks.SetupIndexes(ctx, mgr.GetFieldIndexer(), true); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	// Informers the webhook reads, started before the manager runs.
-	for _, o := range []client.Object{&apiwardenv1alpha1.APIBaseline{}, &corev1.Namespace{}} {
-		if _, err := mgr.GetCache().GetInformer(ctx, o); err != nil {
-			return nil, nil, err
-		}
+	store := webhooks.NewStore(mgr.GetAPIReader())
+	if err := store.Watch(ctx, mgr.GetCache()); err != nil {
+		return nil, nil, nil, err
 	}
 	go func() { _ = mgr.Start(ctx) }()
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		return nil, nil, errors.New("cache did not sync")
+		return nil, nil, nil, errors.New("cache did not sync")
 	}
 	k8s, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	return k8s, mgr.GetCache(), err
+	return k8s, mgr.GetCache(), store, err
 }
 
 // seed creates the governed namespace, a Deny baseline and one APIPolicy per
-// Ingress name, and waits until the cache holds them all.
-func seed(ctx context.Context, k8s client.Client, cache client.Reader, cfg config) error {
+// Ingress name, and waits until the admission store holds them all.
+func seed(ctx context.Context, k8s client.Client, store *webhooks.Store, cfg config) error {
 	for _, ns := range []string{"bench", "bench-none", "bench-floor"} {
 		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return err
@@ -206,19 +204,15 @@ func seed(ctx context.Context, k8s client.Client, cache client.Reader, cfg confi
 		}
 	}
 	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		var list apiwardenv1alpha1.APIPolicyList
-		if err := cache.List(ctx, &list, client.InNamespace("bench")); err != nil {
-			return err
-		}
-		if len(list.Items) == cfg.policies {
-			return nil
-		}
+	last := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ing-%d", cfg.policies-1), Namespace: "bench"}}
+	baseline := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}
+	for !store.Synced() || !store.Has(last, true) || !store.Has(baseline, true) {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the cache holds %d of %d policies after 2 minutes", len(list.Items), cfg.policies)
+			return errors.New("the admission store did not receive the policies within 2 minutes")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return nil
 }
 
 func ingress(ns, name string, hosts int) *networkingv1.Ingress {
