@@ -142,3 +142,34 @@ func FuzzAdmissionReview(f *testing.F) {
 		}
 	})
 }
+
+// TestActionsShapeTheAnswer: Deny refuses, Warn admits with warnings, Audit
+// admits silently, for the same bare Ingress.
+func TestActionsShapeTheAnswer(t *testing.T) {
+	in := &networkingv1.Ingress{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec:       networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "shop.example.com"}}},
+	}
+	for _, tc := range []struct {
+		action   apiwardenv1alpha1.EnforcementAction
+		allowed  bool
+		warnings int
+	}{
+		{apiwardenv1alpha1.EnforcementActionDeny, false, 0},
+		{apiwardenv1alpha1.EnforcementActionWarn, true, 3},
+		{apiwardenv1alpha1.EnforcementActionAudit, true, 0},
+	} {
+		store := NewStore(nil)
+		store.put(&apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Spec: apiwardenv1alpha1.APIBaselineSpec{EnforcementAction: tc.action}})
+		h := Handlers(nil, store, Options{})[IngressPath]
+		rec := post(h, "application/json", review(t, in))
+		var out admissionv1.AdmissionReview
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
+			t.Fatalf("%s: bad answer %s", tc.action, rec.Body.String())
+		}
+		if out.Response.Allowed != tc.allowed || len(out.Response.Warnings) != tc.warnings {
+			t.Errorf("%s: allowed=%v warnings=%q, want allowed=%v and %d warnings", tc.action, out.Response.Allowed, out.Response.Warnings, tc.allowed, tc.warnings)
+		}
+	}
+}
