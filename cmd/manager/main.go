@@ -15,9 +15,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	_ "k8s.io/client-go/plugin/pkg/client/auth" // Cloud auth plugins for out-of-cluster kubeconfigs.
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -26,10 +23,9 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/scheme"
 	"github.com/apiwarden/apiwarden/internal/version"
 	"github.com/apiwarden/apiwarden/webhooks"
 )
@@ -104,17 +100,6 @@ func parseFlags(args []string) (*options, error) {
 
 func (o *options) has(role string) bool { return slices.Contains(o.roles, role) }
 
-// newScheme registers every kind the manager reads or writes: the built-in
-// kinds, apiwarden's, Gateway API v1 and cert-manager v1.
-func newScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(apiwardenv1alpha1.AddToScheme(s))
-	utilruntime.Must(gatewayv1.Install(s))
-	utilruntime.Must(certmanagerv1.AddToScheme(s))
-	return s
-}
-
 func main() {
 	if err := run(ctrl.SetupSignalHandler(), os.Args[1:]); err != nil {
 		fmt.Fprintf(os.Stderr, "apiwarden manager: %v\n", err)
@@ -142,7 +127,7 @@ func run(ctx context.Context, args []string) error {
 	}
 
 	mgrOpts := ctrl.Options{
-		Scheme:                  newScheme(),
+		Scheme:                  scheme.New(),
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.leaderElect && o.has(roleControllers),

@@ -8,6 +8,7 @@ package testenv
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,26 +17,14 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
-
-	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/scheme"
 )
 
-// Scheme holds the built-in kinds, apiwarden's kinds, Gateway API v1 and cert-manager v1.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(apiwardenv1alpha1.AddToScheme(s))
-	utilruntime.Must(gatewayv1.Install(s))
-	utilruntime.Must(certmanagerv1.AddToScheme(s))
-	return s
-}
+// Scheme holds every kind apiwarden uses (see internal/scheme).
+func Scheme() *runtime.Scheme { return scheme.New() }
 
 // RepoRoot returns the directory of apiwarden's go.mod.
 func RepoRoot() (string, error) {
@@ -102,13 +91,18 @@ func ModuleDir(module string) (string, error) {
 	}
 	dir := strings.TrimSpace(string(out))
 	if dir == "" {
-		// The module is required but not yet downloaded.
-		dl := exec.Command("go", "mod", "download", module)
+		// The module is required but not yet downloaded: download it once.
+		dl := exec.Command("go", "mod", "download", "-json", module)
 		dl.Dir = root
-		if out, err := dl.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("testenv: go mod download %s: %v: %s", module, err, out)
+		out, err := dl.Output()
+		if err != nil {
+			return "", fmt.Errorf("testenv: go mod download %s: %w", module, err)
 		}
-		return ModuleDir(module)
+		var info struct{ Dir string }
+		if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
+			return "", fmt.Errorf("testenv: go mod download %s gave no directory: %s", module, out)
+		}
+		return info.Dir, nil
 	}
 	return dir, nil
 }
