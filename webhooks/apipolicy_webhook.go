@@ -75,7 +75,11 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 
 	var denyLines, warnLines []string
 	var evalErr error
-	viewErr := g.store.View(ctx, func(snap exposure.Snapshot) {
+	namespaces := []string{old.Namespace}
+	for _, o := range affected {
+		namespaces = append(namespaces, o.GetNamespace())
+	}
+	viewErr := g.store.View(ctx, dedupe(namespaces), func(snap exposure.Snapshot) {
 		after := &overlay{Snapshot: snap, namespace: old.Namespace, name: old.Name, next: next}
 		for _, obj := range affected {
 			if obj.GetDeletionTimestamp() != nil {

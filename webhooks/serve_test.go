@@ -10,12 +10,15 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/scheme"
 )
 
 // newTestHandler serves the Ingress validator over a store holding one Deny
@@ -171,5 +174,29 @@ func TestActionsShapeTheAnswer(t *testing.T) {
 		if out.Response.Allowed != tc.allowed || len(out.Response.Warnings) != tc.warnings {
 			t.Errorf("%s: allowed=%v warnings=%q, want allowed=%v and %d warnings", tc.action, out.Response.Allowed, out.Response.Warnings, tc.allowed, tc.warnings)
 		}
+	}
+}
+
+// TestNamespaceNotYetInTheStore: a namespace the informers have not
+// delivered is read from the apiserver (here an in-memory reader), so a
+// baseline selecting it by label still applies.
+func TestNamespaceNotYetInTheStore(t *testing.T) {
+	late := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "late", Labels: map[string]string{"governed": "yes"}}}
+	reader := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(late).Build()
+	store := NewStore(reader)
+	store.put(&apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Spec: apiwardenv1alpha1.APIBaselineSpec{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"governed": "yes"}},
+	}})
+	in := &networkingv1.Ingress{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "late"},
+		Spec:       networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "shop.example.com"}}},
+	}
+	body := review(t, in)
+	body = bytes.Replace(body, []byte(`"namespace":"shop"`), []byte(`"namespace":"late"`), 1)
+	rec := post(Handlers(nil, store, Options{})[IngressPath], "application/json", body)
+	var out admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil || out.Response.Allowed {
+		t.Fatalf("want a denial in a governed namespace the store had not seen, got %s", rec.Body.String())
 	}
 }

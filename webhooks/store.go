@@ -195,19 +195,46 @@ func rvAtLeast(have, want string) bool {
 // snapshot is one decision's view of the store. The read lock is held while
 // the engine runs, so the view is consistent.
 type snapshot struct {
-	s   *Store
-	ctx context.Context
-	err error
+	s *Store
+	// fetched holds namespaces read from the apiserver before the lock was
+	// taken, because the store did not have them yet.
+	fetched map[string]map[string]string
 }
 
-// View runs f with a consistent snapshot of the store and returns the first
-// error a lookup met (a namespace that could not be read).
-func (s *Store) View(ctx context.Context, f func(exposure.Snapshot)) error {
-	snap := &snapshot{s: s, ctx: ctx}
+// View runs f with a consistent snapshot of the store. namespaces are those
+// the decision will look up: any the store does not know yet is read from
+// the apiserver first, outside the lock, so no apiserver call ever holds up
+// the informers or other decisions. A namespace the apiserver does not have
+// either is reported unknown; any other read error is returned.
+func (s *Store) View(ctx context.Context, namespaces []string, f func(exposure.Snapshot)) error {
+	snap := &snapshot{s: s}
+	for _, name := range namespaces {
+		s.mu.RLock()
+		_, known := s.namespaces[name]
+		s.mu.RUnlock()
+		if known || s.apiReader == nil || snap.fetched[name] != nil {
+			continue
+		}
+		var ns corev1.Namespace
+		if err := s.apiReader.Get(ctx, client.ObjectKey{Name: name}, &ns); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return fmt.Errorf("reading namespace %s: %w", name, err)
+		}
+		if snap.fetched == nil {
+			snap.fetched = map[string]map[string]string{}
+		}
+		labels := ns.Labels
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		snap.fetched[name] = labels
+	}
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	f(snap)
-	s.mu.RUnlock()
-	return snap.err
+	return nil
 }
 
 // Baselines implements exposure.Snapshot.
@@ -221,21 +248,12 @@ func (v *snapshot) PoliciesFor(t exposure.TargetKey) []*apiwardenv1alpha1.APIPol
 
 // NamespaceLabels implements exposure.Snapshot. A namespace the informer has
 // not delivered yet exists all the same (the apiserver admits nothing into a
-// namespace that does not), so it is read from the apiserver rather than
-// taken as ungoverned.
+// namespace that does not); View has read it from the apiserver, so it is
+// never taken as ungoverned.
 func (v *snapshot) NamespaceLabels(name string) (map[string]string, bool) {
 	if l, ok := v.s.namespaces[name]; ok {
 		return l, true
 	}
-	if v.s.apiReader == nil {
-		return nil, false
-	}
-	var ns corev1.Namespace
-	if err := v.s.apiReader.Get(v.ctx, client.ObjectKey{Name: name}, &ns); err != nil {
-		if !apierrors.IsNotFound(err) && v.err == nil {
-			v.err = fmt.Errorf("reading namespace %s: %w", name, err)
-		}
-		return nil, false
-	}
-	return ns.Labels, true
+	l, ok := v.fetched[name]
+	return l, ok
 }
