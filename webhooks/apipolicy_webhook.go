@@ -45,42 +45,58 @@ func NewAPIPolicyGuard(reader client.Reader, store *Store, opts Options) *APIPol
 
 // Handle implements admission.Handler.
 func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admission.Response {
-	if req.Operation != admissionv1.Delete && req.Operation != admissionv1.Update {
+	// old is the policy as it is (absent on CREATE), next as it would be
+	// (absent on DELETE). A new or changed policy can take protection away
+	// too: at one level the older policy wins, so a weaker older policy that
+	// gains a target, or a new one that wins a same-second tie, replaces the
+	// protection the target had.
+	var old, next *apiwardenv1alpha1.APIPolicy
+	verb := "Deleting"
+	switch req.Operation {
+	case admissionv1.Create:
+		verb = "Creating"
+	case admissionv1.Update:
+		verb = "This update of"
+	case admissionv1.Delete:
+	default:
 		return admission.Allowed("")
 	}
-	old := &apiwardenv1alpha1.APIPolicy{}
-	if err := decodeRaw(req.OldObject.Raw, old); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the existing APIPolicy: %w", err))
+	if req.Operation != admissionv1.Create {
+		old = &apiwardenv1alpha1.APIPolicy{}
+		if err := decodeRaw(req.OldObject.Raw, old); err != nil {
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the existing APIPolicy: %w", err))
+		}
 	}
-	var next *apiwardenv1alpha1.APIPolicy
-	verb := "Deleting"
-	if req.Operation == admissionv1.Update {
+	if req.Operation != admissionv1.Delete {
 		next = &apiwardenv1alpha1.APIPolicy{}
 		if err := decodeRaw(req.Object.Raw, next); err != nil {
-			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the updated APIPolicy: %w", err))
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the APIPolicy: %w", err))
 		}
-		verb = "This update of"
+	}
+	self := old
+	if self == nil {
+		self = next
 	}
 
-	affected, truncated, err := g.affected(ctx, old)
+	affected, truncated, err := g.affected(ctx, old, next)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	if truncated {
 		return admission.Denied(fmt.Sprintf("%s APIPolicy %s/%s cannot be checked: it protects more than %d objects. Split it into policies on fewer targets, or remove the objects first.",
-			verb, old.Namespace, old.Name, maxAffected))
+			verb, self.Namespace, self.Name, maxAffected))
 	}
 	now := g.opts.now()
 	eopts := exposure.Options{OwnNamespace: g.opts.OwnNamespace}
 
 	var denyLines, warnLines []string
 	var evalErr error
-	namespaces := []string{old.Namespace}
+	namespaces := []string{self.Namespace}
 	for _, o := range affected {
 		namespaces = append(namespaces, o.GetNamespace())
 	}
 	viewErr := g.store.View(ctx, dedupe(namespaces), func(snap exposure.Snapshot) {
-		after := &overlay{Snapshot: snap, namespace: old.Namespace, name: old.Name, next: next}
+		after := &overlay{Snapshot: snap, namespace: self.Namespace, name: self.Name, next: next}
 		for _, obj := range affected {
 			if obj.GetDeletionTimestamp() != nil {
 				continue // going away; nothing to leave bare
@@ -113,7 +129,7 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 	}
 	warns := make([]string, 0, len(warnLines))
 	for _, l := range warnLines {
-		warns = append(warns, fmt.Sprintf("apiwarden: %s APIPolicy %s/%s leaves %s", verb, old.Namespace, old.Name, l))
+		warns = append(warns, fmt.Sprintf("apiwarden: %s APIPolicy %s/%s leaves %s", verb, self.Namespace, self.Name, l))
 	}
 	if len(denyLines) == 0 {
 		return admission.Allowed("").WithWarnings(warns...)
@@ -121,9 +137,9 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 	if len(denyLines) > maxListed {
 		denyLines = append(denyLines[:maxListed], fmt.Sprintf("… and %d more", len(denyLines)-maxListed))
 	}
-	logf.FromContext(ctx).Info("Denied removing protection", "policy", klog.KObj(old), "operation", req.Operation, "objects", len(denyLines))
+	logf.FromContext(ctx).Info("Denied removing protection", "policy", klog.KObj(self), "operation", req.Operation, "objects", len(denyLines))
 	msg := fmt.Sprintf("%s APIPolicy %s/%s would leave exposed objects without the protection a Deny baseline requires: %s. Attach another APIPolicy that provides it first, or remove the exposure.",
-		verb, old.Namespace, old.Name, strings.Join(denyLines, "; "))
+		verb, self.Namespace, self.Name, strings.Join(denyLines, "; "))
 	return admission.Denied(msg).WithWarnings(warns...)
 }
 
@@ -144,10 +160,11 @@ func lostLine(ref string, lost []exposure.Violation, action apiwardenv1alpha1.En
 	return fmt.Sprintf("%s (%s, required by APIBaseline %s)", ref, strings.Join(dedupe(what), ", "), strings.Join(sortedKeys(baselines), ", "))
 }
 
-// affected returns the objects the policy protects: its targets, the routes
-// attached to a targeted Gateway, and the Ingresses backed by a targeted
-// Service. Kinds whose CRDs are not installed are skipped.
-func (g *APIPolicyGuard) affected(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) (out []client.Object, truncated bool, err error) {
+// affected returns the objects the policies (the old and the new form of one
+// policy; either may be nil) protect: their targets, the routes attached to a
+// targeted Gateway, and the Ingresses backed by a targeted Service. Kinds
+// whose CRDs are not installed are skipped.
+func (g *APIPolicyGuard) affected(ctx context.Context, old, next *apiwardenv1alpha1.APIPolicy) (out []client.Object, truncated bool, err error) {
 	seen := map[string]bool{}
 	add := func(o client.Object) {
 		k := kindOf(o) + "/" + o.GetNamespace() + "/" + o.GetName()
@@ -160,6 +177,10 @@ func (g *APIPolicyGuard) affected(ctx context.Context, p *apiwardenv1alpha1.APIP
 		}
 		seen[k] = true
 		out = append(out, o)
+	}
+	p := old
+	if p == nil {
+		p = next
 	}
 	get := func(o client.Object, name string) error {
 		err := g.reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: name}, o)
@@ -175,7 +196,13 @@ func (g *APIPolicyGuard) affected(ctx context.Context, p *apiwardenv1alpha1.APIP
 		}
 		return nil
 	}
-	for _, k := range exposure.PolicyTargetKeys(p) {
+	var targets []exposure.TargetKey
+	for _, q := range []*apiwardenv1alpha1.APIPolicy{old, next} {
+		if q != nil {
+			targets = append(targets, exposure.PolicyTargetKeys(q)...)
+		}
+	}
+	for _, k := range targets {
 		var err error
 		switch k.Kind {
 		case "Ingress":

@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -76,15 +77,20 @@ func (s *Store) Watch(ctx context.Context, c ctrlcache.Cache) error {
 }
 
 // Synced reports whether the store has received every object the informers
-// listed at start; admission is not ready before.
+// listed at start; admission is not ready before. A store filled by hand
+// (no informers) is synced.
 func (s *Store) Synced() bool {
 	for _, f := range s.synced {
 		if !f() {
 			return false
 		}
 	}
-	return len(s.synced) > 0
+	return true
 }
+
+// errNotSynced fails a decision taken before the store is complete: an
+// empty store would admit everything.
+var errNotSynced = errors.New("apiwarden's policy store is still loading; retry in a moment")
 
 func (s *Store) put(o any) {
 	s.mu.Lock()
@@ -207,6 +213,9 @@ type snapshot struct {
 // the informers or other decisions. A namespace the apiserver does not have
 // either is reported unknown; any other read error is returned.
 func (s *Store) View(ctx context.Context, namespaces []string, f func(exposure.Snapshot)) error {
+	if !s.Synced() {
+		return errNotSynced
+	}
 	snap := &snapshot{s: s}
 	for _, name := range namespaces {
 		s.mu.RLock()

@@ -93,7 +93,9 @@ type Rotation struct {
 	Every *metav1.Duration `json:"every,omitempty"`
 
 	// gracePeriod is how long a replaced key stays valid after its successor
-	// is delivered, such as "168h" (7 days). It may be "0s".
+	// is delivered, such as "168h" (7 days). It may be "0s"; a replaced key
+	// always stays valid for at least one minute, so that its successor is
+	// delivered before it stops working.
 	// +optional
 	// +kubebuilder:default="168h"
 	// +kubebuilder:validation:Type=string

@@ -79,17 +79,23 @@ func TestParseRejects(t *testing.T) {
 }
 
 func TestVerify(t *testing.T) {
-	pepper := []byte("pepper")
+	pepper := bytes.Repeat([]byte("p"), MinPepperLen)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	active, _ := Generate("shop")
 	grace, _ := Generate("shop")
 	ended, _ := Generate("shop")
 	other, _ := Generate("shop")
-	v := NewVerifier(pepper, []Entry{
+	v, err := NewVerifier(pepper, []Entry{
 		{Hash: HashKey(pepper, active), Consumer: "app", Roles: []string{"reader"}},
 		{Hash: HashKey(pepper, grace), Consumer: "app", NotAfter: now.Add(time.Hour)},
 		{Hash: HashKey(pepper, ended), Consumer: "app", NotAfter: now},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewVerifier([]byte("short"), nil); !errors.Is(err, ErrShortPepper) {
+		t.Fatalf("a short pepper was accepted: %v", err)
+	}
 	if e, err := v.Verify(active, now); err != nil || e.Consumer != "app" || e.Roles[0] != "reader" {
 		t.Fatalf("active key: %+v %v", e, err)
 	}
@@ -106,7 +112,8 @@ func TestVerify(t *testing.T) {
 		t.Fatal("a mistyped key was accepted")
 	}
 	// Another pepper makes every stored hash useless.
-	if _, err := NewVerifier([]byte("other"), []Entry{{Hash: HashKey(pepper, active)}}).Verify(active, now); !errors.Is(err, ErrUnknownKey) {
+	otherPepper, _ := NewVerifier(bytes.Repeat([]byte("o"), MinPepperLen), []Entry{{Hash: HashKey(pepper, active)}})
+	if _, err := otherPepper.Verify(active, now); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("hash under another pepper: %v", err)
 	}
 	h := HashKey(pepper, active)
@@ -200,10 +207,26 @@ func TestRotation(t *testing.T) {
 	if states(st) != "app: k3=Active k1=Revoked;" || reasons(ev) != "partner/Removed/k6" {
 		t.Fatalf("removal: %s %s", states(st), reasons(ev))
 	}
-	// No grace: the old key is revoked when its successor is issued.
-	st, _, _, _ = Next(t2.Add(p.Every), Policy{Every: p.Every}, []string{"app"}, st, Requests{}, c.issue)
-	if states(st) != "app: k7=Active k3=Revoked;" {
-		t.Fatalf("no grace: %s", states(st))
+	// No grace: the old key still lasts MinGrace, so its successor can be
+	// delivered first.
+	t3 := t2.Add(p.Every)
+	st, _, wait, _ = Next(t3, Policy{Every: p.Every}, []string{"app"}, st, Requests{}, c.issue)
+	if states(st) != "app: k7=Active k3=Grace k1=Revoked;" || wait != MinGrace || !st[0].Keys[1].Expires.Equal(t3.Add(MinGrace)) {
+		t.Fatalf("no grace: %s %v", states(st), wait)
+	}
+	// Two manual rotations within one grace period: never three valid keys.
+	st, _, _, _ = Next(t3, p, []string{"app"}, st, Requests{Rotate: "app@1"}, c.issue)
+	st, ev, _, _ = Next(t3, p, []string{"app"}, st, Requests{Rotate: "app@2"}, c.issue)
+	if n := len(st[0].Valid(t3)); n != 2 || states(st) != "app: k9=Active k8=Grace k7=Revoked;" {
+		t.Fatalf("double rotation: %d valid, %s %s", n, states(st), reasons(ev))
+	}
+	// A clock that jumped forward and back does not stretch key lives.
+	future := t3.Add(15 * 365 * 24 * time.Hour)
+	st[0].Keys[0].Created = future
+	st[0].Keys[1].Expires = future
+	st, _, wait, _ = Next(t3, p, []string{"app"}, st, Requests{}, c.issue)
+	if !st[0].Keys[0].Created.Equal(t3) || st[0].Keys[1].Expires.After(t3.Add(p.Grace)) || wait > p.Grace {
+		t.Fatalf("clock jump: created %v, grace until %v, next in %v", st[0].Keys[0].Created, st[0].Keys[1].Expires, wait)
 	}
 	// An issuing failure changes nothing and says which consumer.
 	_, _, _, err = Next(t0, p, []string{"new"}, nil, Requests{}, func(string) (string, error) { return "", errors.New("no entropy") })
@@ -242,7 +265,7 @@ func FuzzParse(f *testing.F) {
 //
 //	go test ./internal/keys -run '^$' -bench Verify -benchmem
 func BenchmarkVerify(b *testing.B) {
-	pepper := []byte("pepper")
+	pepper := bytes.Repeat([]byte("p"), MinPepperLen)
 	var entries []Entry
 	var key string
 	for i := range 10000 {
@@ -255,7 +278,10 @@ func BenchmarkVerify(b *testing.B) {
 		}
 		entries = append(entries, Entry{Hash: HashKey(pepper, k), Consumer: fmt.Sprintf("c%d", i)})
 	}
-	v := NewVerifier(pepper, entries)
+	v, err := NewVerifier(pepper, entries)
+	if err != nil {
+		b.Fatal(err)
+	}
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -58,8 +58,15 @@ type Event struct {
 }
 
 // Issue creates a new key for a consumer and returns its ID; the caller
-// keeps the plaintext for delivery. It is the state machine's only effect.
+// keeps the plaintext for delivery. It is the state machine's only effect,
+// and must have none outside memory: when Next fails, it returns no state,
+// and keys issued during that pass are simply never delivered.
 type Issue func(consumer string) (id string, err error)
+
+// MinGrace is the shortest time a replaced key stays valid, whatever the
+// policy says: long enough for its successor to be delivered, so a consumer
+// is never without a working key.
+const MinGrace = time.Minute
 
 // keptRevoked is how many revoked keys a consumer's status keeps, for audit.
 const keptRevoked = 1
@@ -101,6 +108,19 @@ func Next(now time.Time, p Policy, spec []string, state []Consumer, req Requests
 		c.Name = name
 		c.Keys = append([]Key(nil), c.Keys...)
 
+		// A clock that jumped (a restored backup, a skewed node) must not
+		// stretch a key's life: nothing is created in the future, and no
+		// grace ends later than a full grace from now.
+		for i := range c.Keys {
+			k := &c.Keys[i]
+			if k.Created.After(now) {
+				k.Created = now
+			}
+			if k.State == apiwardenv1alpha1.KeyStateGrace && k.Expires.After(now.Add(max(p.Grace, MinGrace))) {
+				k.Expires = now.Add(max(p.Grace, MinGrace))
+			}
+		}
+
 		// Manual revoke: every key goes, at once.
 		if req.Revoke != "" && Target(req.Revoke) == name && req.Revoke != c.LastRevoke {
 			c.LastRevoke = req.Revoke
@@ -138,12 +158,17 @@ func Next(now time.Time, p Policy, spec []string, state []Consumer, req Requests
 			if err != nil {
 				return nil, nil, 0, fmt.Errorf("issuing a key for consumer %s: %w", name, err)
 			}
-			// The successor exists before the old key starts its grace.
-			if p.Grace > 0 {
-				old.State, old.Expires = apiwardenv1alpha1.KeyStateGrace, now.Add(p.Grace)
-			} else {
-				old.State, old.Expires = apiwardenv1alpha1.KeyStateRevoked, now
+			// At most two keys are valid at once: a key still in grace from
+			// an earlier rotation ends now.
+			for i := range c.Keys {
+				if c.Keys[i].State == apiwardenv1alpha1.KeyStateGrace {
+					c.Keys[i].State, c.Keys[i].Expires = apiwardenv1alpha1.KeyStateRevoked, now
+					events = append(events, Event{name, "GraceEnded", c.Keys[i].ID, fmt.Sprintf("Key %s of consumer %s was replaced twice; it is no longer accepted.", c.Keys[i].ID, name)})
+				}
 			}
+			// The successor exists before the old key starts its grace, and
+			// the grace lasts at least until the successor can be delivered.
+			old.State, old.Expires = apiwardenv1alpha1.KeyStateGrace, now.Add(max(p.Grace, MinGrace))
 			why := "it reached the end of its rotation period"
 			if rotate {
 				why = "rotation was requested"

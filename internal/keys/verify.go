@@ -3,6 +3,7 @@ package keys
 import (
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -32,13 +33,23 @@ type Verifier struct {
 	entries map[Hash]Entry
 }
 
+// MinPepperLen is the shortest pepper accepted: a missing or truncated
+// pepper Secret must fail loudly, not hash keys that will never match.
+const MinPepperLen = 32
+
+// ErrShortPepper is returned for a pepper shorter than MinPepperLen.
+var ErrShortPepper = fmt.Errorf("the pepper is shorter than %d bytes", MinPepperLen)
+
 // NewVerifier returns a verifier for the given entries.
-func NewVerifier(pepper []byte, entries []Entry) *Verifier {
+func NewVerifier(pepper []byte, entries []Entry) (*Verifier, error) {
+	if len(pepper) < MinPepperLen {
+		return nil, ErrShortPepper
+	}
 	v := &Verifier{pepper: append([]byte(nil), pepper...), entries: make(map[Hash]Entry, len(entries))}
 	for _, e := range entries {
 		v.entries[e.Hash] = e
 	}
-	return v
+	return v, nil
 }
 
 // Len returns the number of keys the verifier accepts.

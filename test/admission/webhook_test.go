@@ -445,6 +445,33 @@ spec:
 `)
 	createAndWait(t, attached)
 	denied(t, k8s.Delete(ctx, gwPolicy), "Deleting APIPolicy guard/edge would leave", "HTTPRoute guard/attached (authentication, rate limit")
+
+	// An older, weaker policy that gains a target takes over from the
+	// target's own policy (older wins): the guard checks the new targets too.
+	weak := mustYAML(t, &apiwardenv1alpha1.APIPolicy{}, `
+metadata: {name: a-weak, namespace: guard}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: other}]
+  authentication: {apiKey: {keySetRefs: [{name: keys}]}}
+`)
+	createAndWait(t, weak)
+	createAndWait(t, mustYAML(t, &apiwardenv1alpha1.APIPolicy{}, `
+metadata: {name: q-strong, namespace: guard}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: b}]
+  authentication: {apiKey: {keySetRefs: [{name: keys}]}}
+  rateLimit: {limits: [{by: Global, requests: 100, unit: Second}]}
+`))
+	createAndWait(t, mustYAML(t, &gatewayv1.HTTPRoute{}, `
+metadata: {name: b, namespace: guard}
+spec:
+  parentRefs: [{name: internal}]
+`))
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(weak), weak); err != nil {
+		t.Fatal(err)
+	}
+	weak.Spec.TargetRefs = append(weak.Spec.TargetRefs, apiwardenv1alpha1.PolicyTargetReference{Group: "gateway.networking.k8s.io", Kind: "HTTPRoute", Name: "b"})
+	denied(t, k8s.Update(ctx, weak), "This update of APIPolicy guard/a-weak would leave", "HTTPRoute guard/b (rate limit")
 }
 
 func TestExemptionAdmitsUntilItExpires(t *testing.T) {
