@@ -25,6 +25,7 @@ import (
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/apiwarden/apiwarden/controllers"
 	"github.com/apiwarden/apiwarden/internal/scheme"
 	"github.com/apiwarden/apiwarden/internal/version"
 	"github.com/apiwarden/apiwarden/webhooks"
@@ -66,7 +67,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "apiwarden.io", "Name of the leader-election Lease.")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the admission webhook's HTTPS server.")
 	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server; defaults to controller-runtime's temporary directory.")
-	fs.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "apiwarden's own namespace, which is never governed; defaults to $POD_NAMESPACE.")
+	fs.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "apiwarden-system"), "apiwarden's own namespace: never governed, and where the API-key pepper Secret lives; defaults to $POD_NAMESPACE, else apiwarden-system.")
 	fs.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for in-flight requests and reconciles on shutdown.")
 	o.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -99,6 +100,13 @@ func parseFlags(args []string) (*options, error) {
 }
 
 func (o *options) has(role string) bool { return slices.Contains(o.roles, role) }
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
 
 func main() {
 	if err := run(ctrl.SetupSignalHandler(), os.Args[1:]); err != nil {
@@ -149,6 +157,13 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 
+	if o.has(roleControllers) {
+		if err := (&controllers.APIKeySetReconciler{
+			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"), Namespace: o.namespace,
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the APIKeySet controller: %w", err)
+		}
+	}
 	if o.has(roleWebhook) {
 		gatewayAPI, err := gatewayAPIInstalled(mgr)
 		if err != nil {

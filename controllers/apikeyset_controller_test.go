@@ -1,0 +1,329 @@
+package controllers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/controllers"
+	"github.com/apiwarden/apiwarden/internal/keys"
+	"github.com/apiwarden/apiwarden/internal/testenv"
+)
+
+// clock is the reconciler's time, moved by the test.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+var (
+	k8s   client.Client
+	fake  = &clock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	envNS = "apiwarden-system"
+	// ns is the namespace of the current run, new for every run so that
+	// -count=N works (envtest has no garbage collector to clean up).
+	ns   string
+	runs int
+)
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	env, err := testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	r := &controllers.APIKeySetReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"), Namespace: envNS, Now: fake.Now}
+	if err := r.SetupWithManager(mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = mgr.Start(ctx) }()
+	if k8s, err = client.New(env.Config, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, ns := range []string{envNS} {
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func secret(t *testing.T, name string) *corev1.Secret {
+	t.Helper()
+	var s corev1.Secret
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+		return nil
+	}
+	return &s
+}
+
+// verifier builds a verifier from the hash store, as the authz service will.
+func verifier(t *testing.T) *keys.Verifier {
+	t.Helper()
+	var pepper corev1.Secret
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: envNS, Name: controllers.PepperSecret}, &pepper); err != nil {
+		t.Fatal(err)
+	}
+	store := secret(t, "shop-keys-apiwarden-hashes")
+	if store == nil {
+		t.Fatal("no hash store")
+	}
+	var entries []controllers.HashEntry
+	if err := json.Unmarshal(store.Data[controllers.HashesField], &entries); err != nil {
+		t.Fatal(err)
+	}
+	var es []keys.Entry
+	for _, e := range entries {
+		h, err := keys.ParseHash(e.Hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ke := keys.Entry{Hash: h, Consumer: e.Consumer, Roles: e.Roles}
+		if e.NotAfter != nil {
+			ke.NotAfter = *e.NotAfter
+		}
+		es = append(es, ke)
+	}
+	v, err := keys.NewVerifier(pepper.Data["pepper"], es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// touch changes an annotation so the reconciler runs now, at the fake time.
+func touch(t *testing.T, extra map[string]string) {
+	t.Helper()
+	update(t, func(ks *apiwardenv1alpha1.APIKeySet) {
+		if ks.Annotations == nil {
+			ks.Annotations = map[string]string{}
+		}
+		ks.Annotations["test/touch"] = fmt.Sprint(time.Now().UnixNano())
+		for k, v := range extra {
+			ks.Annotations[k] = v
+		}
+	})
+}
+
+// update changes the APIKeySet, retrying when the reconciler's status
+// writes got there first.
+func update(t *testing.T, mutate func(*apiwardenv1alpha1.APIKeySet)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var ks apiwardenv1alpha1.APIKeySet
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "shop-keys"}, &ks); err != nil {
+			return err
+		}
+		mutate(&ks)
+		return k8s.Update(context.Background(), &ks)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func keyOf(t *testing.T, consumer string) (key, id string) {
+	s := secret(t, "shop-keys-"+consumer)
+	if s == nil {
+		return "", ""
+	}
+	return string(s.Data[controllers.KeyField]), s.Annotations[controllers.AnnotationKeyID]
+}
+
+func TestAPIKeySetLifecycle(t *testing.T) {
+	ctx := context.Background()
+	runs++
+	ns = fmt.Sprintf("shop-%d", runs)
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	ks := &apiwardenv1alpha1.APIKeySet{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop-keys", Namespace: ns},
+		Spec: apiwardenv1alpha1.APIKeySetSpec{
+			KeyPrefix: "shop",
+			Consumers: []apiwardenv1alpha1.Consumer{{Name: "app", Roles: []string{"reader"}}, {Name: "partner"}},
+			Rotation: &apiwardenv1alpha1.Rotation{
+				Every: &metav1.Duration{Duration: 24 * time.Hour}, GracePeriod: &metav1.Duration{Duration: time.Hour},
+			},
+		},
+	}
+	if err := k8s.Create(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string // every plaintext key, to prove none leaks
+
+	// Issue and deliver.
+	eventually(t, "both keys delivered", func() bool {
+		a, _ := keyOf(t, "app")
+		p, _ := keyOf(t, "partner")
+		return a != "" && p != ""
+	})
+	app1, app1ID := keyOf(t, "app")
+	partner1, _ := keyOf(t, "partner")
+	seen = append(seen, app1, partner1)
+	now := fake.Now()
+	if e, err := verifier(t).Verify(app1, now); err != nil || e.Consumer != "app" || len(e.Roles) != 1 {
+		t.Fatalf("the delivered key does not verify against the hash store: %+v %v", e, err)
+	}
+	eventually(t, "status records the key", func() bool {
+		_ = k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks)
+		return len(ks.Status.Consumers) == 2 && len(ks.Status.Consumers[0].Keys) == 1 && ks.Status.Consumers[0].Keys[0].ID == app1ID
+	})
+
+	// Scheduled rotation: a new key, the old one valid during grace.
+	fake.Advance(25 * time.Hour)
+	touch(t, nil)
+	eventually(t, "rotated keys delivered", func() bool {
+		k, _ := keyOf(t, "app")
+		return k != app1
+	})
+	app2, _ := keyOf(t, "app")
+	seen = append(seen, app2)
+	v := verifier(t)
+	if _, err := v.Verify(app1, fake.Now()); err != nil {
+		t.Fatalf("the old key must stay valid during grace: %v", err)
+	}
+	if _, err := v.Verify(app2, fake.Now()); err != nil {
+		t.Fatalf("the new key does not verify: %v", err)
+	}
+
+	// Grace ends: the old key is gone from the hash store.
+	fake.Advance(2 * time.Hour)
+	touch(t, nil)
+	eventually(t, "old key revoked", func() bool {
+		_, err := verifier(t).Verify(app1, fake.Now())
+		return err == keys.ErrUnknownKey
+	})
+
+	// Manual rotation of one consumer, idempotent on re-apply.
+	partnerBefore, _ := keyOf(t, "partner")
+	seen = append(seen, partnerBefore)
+	touch(t, map[string]string{apiwardenv1alpha1.RotateAnnotation: "partner@ticket-1"})
+	eventually(t, "partner rotated", func() bool {
+		k, _ := keyOf(t, "partner")
+		return k != partnerBefore
+	})
+	partner2, _ := keyOf(t, "partner")
+	seen = append(seen, partner2)
+	touch(t, nil)
+	time.Sleep(500 * time.Millisecond) // give a wrong second rotation the chance to happen
+	if k, _ := keyOf(t, "partner"); k != partner2 {
+		_ = k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks)
+		st, _ := json.MarshalIndent(ks.Status.Consumers, "", " ")
+		var events corev1.EventList
+		_ = k8s.List(ctx, &events, client.InNamespace(ns))
+		for _, e := range events.Items {
+			t.Logf("event %s: %s", e.Reason, e.Message)
+		}
+		t.Fatalf("re-applying the same rotate annotation rotated again; status %s", st)
+	}
+	if k, _ := keyOf(t, "app"); k != app2 {
+		t.Fatal("rotating partner rotated app too")
+	}
+
+	// Crash between delivery and status: a key delivered but unknown to
+	// status is adopted, not replaced.
+	var pepper corev1.Secret
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: envNS, Name: controllers.PepperSecret}, &pepper); err != nil {
+		t.Fatal(err)
+	}
+	orphan, _ := keys.Generate("shop")
+	seen = append(seen, orphan)
+	s := secret(t, "shop-keys-app")
+	s.Data[controllers.KeyField] = []byte(orphan)
+	if err := k8s.Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	orphanID := keys.HashKey(pepper.Data["pepper"], orphan).ID()
+	touch(t, nil)
+	eventually(t, "the delivered key adopted", func() bool {
+		_ = k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks)
+		return len(ks.Status.Consumers) > 0 && ks.Status.Consumers[0].Keys[0].ID == orphanID &&
+			ks.Status.Consumers[0].Keys[0].State == apiwardenv1alpha1.KeyStateActive
+	})
+	if _, err := verifier(t).Verify(orphan, fake.Now()); err != nil {
+		t.Fatalf("the adopted key does not verify: %v", err)
+	}
+
+	// Removing a consumer revokes its keys.
+	update(t, func(ks *apiwardenv1alpha1.APIKeySet) { ks.Spec.Consumers = ks.Spec.Consumers[:1] })
+	eventually(t, "partner's keys revoked", func() bool {
+		_, err := verifier(t).Verify(partner2, fake.Now())
+		return err == keys.ErrUnknownKey
+	})
+
+	// No key appears in status, the hash store or Events.
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks); err != nil {
+		t.Fatal(err)
+	}
+	status, _ := json.Marshal(ks.Status)
+	store := secret(t, "shop-keys-apiwarden-hashes")
+	var events corev1.EventList
+	if err := k8s.List(ctx, &events, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	var messages strings.Builder
+	for _, e := range events.Items {
+		messages.WriteString(e.Message + "\n")
+	}
+	if !strings.Contains(messages.String(), "has new key") {
+		t.Fatalf("no issue Events were recorded:\n%s", messages.String())
+	}
+	for _, k := range seen {
+		secretPart := k[len("shop_"):]
+		for where, text := range map[string]string{"status": string(status), "hash store": string(store.Data[controllers.HashesField]), "events": messages.String()} {
+			if strings.Contains(text, secretPart) {
+				t.Errorf("a key appears in %s", where)
+			}
+		}
+	}
+}
