@@ -4,9 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -129,9 +130,16 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 
 	type issuedKey struct{ key, id string }
 	issued := map[string]issuedKey{}
-	var spec []string
+	var spec, refused []string
 	roles := map[string][]string{}
 	for _, c := range ks.Spec.Consumers {
+		if c.SecretRef != nil && c.SecretRef.Namespace != "" && c.SecretRef.Namespace != ks.Namespace {
+			// Delivery into another namespace needs a ReferenceGrant check
+			// that this version does not implement: issue nothing rather
+			// than a key that cannot be delivered.
+			refused = append(refused, c.Name)
+			continue
+		}
 		spec = append(spec, c.Name)
 		roles[c.Name] = c.Roles
 	}
@@ -158,6 +166,9 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	// 2. Delivery of new keys.
 	for _, c := range ks.Spec.Consumers {
+		if slices.Contains(refused, c.Name) {
+			continue
+		}
 		if k, ok := issued[c.Name]; ok {
 			var cs keys.Consumer
 			for _, x := range next {
@@ -171,7 +182,7 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 	}
 	// 3. Status, written only when it changed.
-	if err := r.writeStatus(ctx, &ks, next, policy); err != nil {
+	if err := r.writeStatus(ctx, &ks, next, policy, refused); err != nil {
 		return ctrl.Result{}, err
 	}
 	for _, e := range events {
@@ -359,9 +370,6 @@ func (r *APIKeySetReconciler) writeHashStore(ctx context.Context, ks *apiwardenv
 }
 
 func (r *APIKeySetReconciler) deliver(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, c apiwardenv1alpha1.Consumer, key, id string, now time.Time, state keys.Consumer) error {
-	if c.SecretRef != nil && c.SecretRef.Namespace != "" && c.SecretRef.Namespace != ks.Namespace {
-		return errors.New("delivery to another namespace is not supported yet")
-	}
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ks.Namespace, Name: deliveryName(ks, c)}}
 	err := r.upsert(ctx, s, func() error {
 		if s.Labels == nil {
@@ -422,7 +430,7 @@ func stateFromStatus(st apiwardenv1alpha1.APIKeySetStatus) []keys.Consumer {
 	return out
 }
 
-func (r *APIKeySetReconciler) writeStatus(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, state []keys.Consumer, p keys.Policy) error {
+func (r *APIKeySetReconciler) writeStatus(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, state []keys.Consumer, p keys.Policy, refused []string) error {
 	st := ks.Status.DeepCopy()
 	st.ObservedGeneration = ks.Generation
 	st.Consumers = nil
@@ -442,10 +450,15 @@ func (r *APIKeySetReconciler) writeStatus(ctx context.Context, ks *apiwardenv1al
 		}
 		st.Consumers = append(st.Consumers, cs)
 	}
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+	ready := metav1.Condition{
 		Type: apiwardenv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: apiwardenv1alpha1.ReasonReconciled,
 		Message: fmt.Sprintf("%d consumers have a delivered key.", len(state)), ObservedGeneration: ks.Generation,
-	})
+	}
+	if len(refused) > 0 {
+		ready.Status, ready.Reason = metav1.ConditionFalse, apiwardenv1alpha1.ReasonInvalid
+		ready.Message = fmt.Sprintf("Consumers %s ask for delivery into another namespace, which this version of apiwarden does not support yet; they have no key.", strings.Join(refused, ", "))
+	}
+	meta.SetStatusCondition(&st.Conditions, ready)
 	if equality.Semantic.DeepEqual(st, &ks.Status) {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -325,5 +326,35 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 				t.Errorf("a key appears in %s", where)
 			}
 		}
+	}
+}
+
+func TestCrossNamespaceDeliveryIsRefused(t *testing.T) {
+	ctx := context.Background()
+	runs++
+	ns = fmt.Sprintf("shop-%d", runs)
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	ks := &apiwardenv1alpha1.APIKeySet{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop-keys", Namespace: ns},
+		Spec: apiwardenv1alpha1.APIKeySetSpec{Consumers: []apiwardenv1alpha1.Consumer{
+			{Name: "local"},
+			{Name: "remote", SecretRef: &apiwardenv1alpha1.SecretDelivery{Namespace: "elsewhere"}},
+		}},
+	}
+	if err := k8s.Create(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the Ready condition", func() bool {
+		_ = k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks)
+		c := meta.FindStatusCondition(ks.Status.Conditions, apiwardenv1alpha1.ConditionReady)
+		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "remote")
+	})
+	if k, _ := keyOf(t, "local"); k == "" {
+		t.Fatal("the local consumer got no key")
+	}
+	if len(ks.Status.Consumers) != 1 || ks.Status.Consumers[0].Name != "local" {
+		t.Fatalf("a key was issued for the refused consumer: %+v", ks.Status.Consumers)
 	}
 }
