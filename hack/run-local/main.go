@@ -22,6 +22,10 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/apiwarden/apiwarden/internal/testenv"
@@ -81,6 +85,16 @@ func run() error {
 	kubeconfigPath := filepath.Join(absDir, "kubeconfig")
 	if err := env.WriteKubeconfig(kubeconfigPath); err != nil {
 		return err
+	}
+	// apiwarden's own namespace, as config/default creates it: never
+	// governed, and home of the API-key pepper.
+	k8s, err := client.New(env.Config, client.Options{})
+	if err != nil {
+		return err
+	}
+	own := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apiwarden-system", Labels: map[string]string{"apiwarden.io/exclude": "true"}}}
+	if err := k8s.Create(ctx, own); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace apiwarden-system: %w", err)
 	}
 
 	fmt.Printf(`

@@ -80,6 +80,24 @@ func TestRunLocalServesAPIAndKeepsData(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 
+		// The controllers role delivers API keys.
+		keySet := &apiwardenv1alpha1.APIKeySet{
+			ObjectMeta: metav1.ObjectMeta{Name: "keys", Namespace: "shop"},
+			Spec:       apiwardenv1alpha1.APIKeySetSpec{Consumers: []apiwardenv1alpha1.Consumer{{Name: "app"}}},
+		}
+		if err := k8s.Create(ctx, keySet); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			var s corev1.Secret
+			if k8s.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "keys-app"}, &s) == nil && len(s.Data["api-key"]) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the local manager did not deliver an API key")
+			}
+		}
+
 		// kubectl explain reads the OpenAPI v3 document; the field docs must be there.
 		httpClient, err := rest.HTTPClientFor(cfg)
 		if err != nil {
