@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"go.uber.org/zap/zapcore"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
@@ -54,7 +56,30 @@ var (
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
+// logs captures everything the manager and the reconciler log, so a test can
+// prove no key reaches a log line.
+var logs syncBuffer
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 func runMain(m *testing.M) int {
+	// Debug level: the most the manager can be made to log.
+	ctrl.SetLogger(zap.New(zap.WriteTo(&logs), zap.Level(zapcore.Level(-10))))
 	env, err := testenv.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -319,9 +344,12 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 	if !strings.Contains(messages.String(), "has new key") {
 		t.Fatalf("no issue Events were recorded:\n%s", messages.String())
 	}
+	if !strings.Contains(logs.String(), "has new key") {
+		t.Fatalf("the reconciler's log lines were not captured")
+	}
 	for _, k := range seen {
 		secretPart := k[len("shop_"):]
-		for where, text := range map[string]string{"status": string(status), "hash store": string(store.Data[controllers.HashesField]), "events": messages.String()} {
+		for where, text := range map[string]string{"status": string(status), "hash store": string(store.Data[controllers.HashesField]), "events": messages.String(), "logs": logs.String()} {
 			if strings.Contains(text, secretPart) {
 				t.Errorf("a key appears in %s", where)
 			}
