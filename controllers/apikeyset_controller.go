@@ -143,6 +143,18 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		spec = append(spec, c.Name)
 		roles[c.Name] = c.Roles
 	}
+	// A valid key whose hash is lost (the hash store was deleted) cannot be
+	// verified any more: count it revoked, so its consumer gets a new one.
+	for i := range state {
+		for j := range state[i].Keys {
+			k := &state[i].Keys[j]
+			if k.State != apiwardenv1alpha1.KeyStateRevoked {
+				if _, ok := store[k.ID]; !ok {
+					k.State, k.Expires = apiwardenv1alpha1.KeyStateRevoked, now
+				}
+			}
+		}
+	}
 	next, events, wait, err := keys.Next(now, policy, spec, state, keys.Requests{
 		Rotate: ks.Annotations[apiwardenv1alpha1.RotateAnnotation],
 		Revoke: ks.Annotations[apiwardenv1alpha1.RevokeAnnotation],
@@ -297,7 +309,12 @@ func (r *APIKeySetReconciler) adoptDelivered(ctx context.Context, ks *apiwardenv
 		h := keys.HashKey(pepper, key)
 		i, known := byName[c.Name]
 		if known && hasKey(state[i], h.ID()) {
-			continue // status already has it
+			// Status has it; make sure the hash store does too (it may
+			// have been deleted), from the delivered plaintext.
+			if _, ok := store[h.ID()]; !ok {
+				store[h.ID()] = HashEntry{ID: h.ID(), Hash: h.String(), Consumer: c.Name}
+			}
+			continue
 		}
 		if !known {
 			state = append(state, keys.Consumer{Name: c.Name})

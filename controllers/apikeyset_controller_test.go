@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -318,6 +318,22 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 	})
 	if _, err := verifier(t).Verify(orphan, fake.Now()); err != nil {
 		t.Fatalf("the adopted key does not verify: %v", err)
+	}
+
+	// A deleted hash store is rebuilt from the delivered keys.
+	if err := k8s.Delete(ctx, secret(t, "shop-keys-apiwarden-hashes")); err != nil {
+		t.Fatal(err)
+	}
+	touch(t, nil)
+	eventually(t, "the hash store rebuilt", func() bool {
+		if secret(t, "shop-keys-apiwarden-hashes") == nil {
+			return false
+		}
+		_, err := verifier(t).Verify(orphan, fake.Now())
+		return err == nil
+	})
+	if k, _ := keyOf(t, "app"); k != orphan {
+		t.Fatal("rebuilding the hash store replaced a delivered key")
 	}
 
 	// Removing a consumer revokes its keys.
