@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -116,35 +115,32 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-
 	store, err := r.readHashStore(ctx, &ks)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	state := stateFromStatus(ks.Status)
 	policy := policyOf(&ks)
-	state, err = r.adoptDelivered(ctx, &ks, state, store, pepper, now, policy)
+	prior := stateFromStatus(ks.Status)
+
+	// Consumers whose delivery cannot happen keep what they have and get
+	// nothing new; the others go through the state machine.
+	refused, err := r.refusedConsumers(ctx, &ks)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var deliverable []apiwardenv1alpha1.Consumer
+	for _, c := range ks.Spec.Consumers {
+		if _, bad := refused[c.Name]; !bad {
+			deliverable = append(deliverable, c)
+		}
+	}
+	state, err := r.adoptDelivered(ctx, &ks, deliverable, prior, store, pepper, now, policy)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 
-	type issuedKey struct{ key, id string }
-	issued := map[string]issuedKey{}
-	var spec, refused []string
-	roles := map[string][]string{}
-	for _, c := range ks.Spec.Consumers {
-		if c.SecretRef != nil && c.SecretRef.Namespace != "" && c.SecretRef.Namespace != ks.Namespace {
-			// Delivery into another namespace needs a ReferenceGrant check
-			// that this version does not implement: issue nothing rather
-			// than a key that cannot be delivered.
-			refused = append(refused, c.Name)
-			continue
-		}
-		spec = append(spec, c.Name)
-		roles[c.Name] = c.Roles
-	}
-	// A valid key whose hash is lost (the hash store was deleted) cannot be
-	// verified any more: count it revoked, so its consumer gets a new one.
+	// A valid key whose hash is lost (the hash store was deleted and the key
+	// is not delivered any more) cannot be verified: count it revoked.
 	for i := range state {
 		for j := range state[i].Keys {
 			k := &state[i].Keys[j]
@@ -155,7 +151,27 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			}
 		}
 	}
-	next, events, wait, err := keys.Next(now, policy, spec, state, keys.Requests{
+
+	type issuedKey struct{ key, id string }
+	issued := map[string]issuedKey{}
+	var spec []string
+	roles := map[string][]string{}
+	for _, c := range ks.Spec.Consumers {
+		roles[c.Name] = c.Roles
+	}
+	var kept []keys.Consumer // refused consumers' state, carried unchanged
+	for _, c := range deliverable {
+		spec = append(spec, c.Name)
+	}
+	var machine []keys.Consumer
+	for _, c := range state {
+		if _, bad := refused[c.Name]; bad {
+			kept = append(kept, c)
+		} else {
+			machine = append(machine, c)
+		}
+	}
+	next, events, wait, err := keys.Next(now, policy, spec, machine, keys.Requests{
 		Rotate: ks.Annotations[apiwardenv1alpha1.RotateAnnotation],
 		Revoke: ks.Annotations[apiwardenv1alpha1.RevokeAnnotation],
 	}, func(consumer string) (string, error) {
@@ -172,29 +188,54 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, err
 	}
 
-	// 1. Hashes of every valid key, before any key is handed out.
-	if err := r.writeHashStore(ctx, &ks, next, store, roles, now); err != nil {
-		return ctrl.Result{}, err
+	// 1. The new hashes join the store; nothing already valid changes yet, so
+	//    no key starts its grace before its successor is delivered.
+	if len(issued) > 0 {
+		if err := r.writeHashStore(ctx, &ks, unionState(state, next), store, roles, now, true); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
-	// 2. Delivery of new keys.
-	for _, c := range ks.Spec.Consumers {
-		if slices.Contains(refused, c.Name) {
+	// 2. Delivery. A consumer whose delivery fails keeps its previous state
+	//    this time and is retried; the others go on.
+	failed := map[string]string{}
+	for _, c := range deliverable {
+		k, ok := issued[c.Name]
+		if !ok {
 			continue
 		}
-		if k, ok := issued[c.Name]; ok {
-			var cs keys.Consumer
-			for _, x := range next {
-				if x.Name == c.Name {
-					cs = x
-				}
-			}
-			if err := r.deliver(ctx, &ks, c, k.key, k.id, now, cs); err != nil {
-				return ctrl.Result{}, err
+		var cs keys.Consumer
+		for _, x := range next {
+			if x.Name == c.Name {
+				cs = x
 			}
 		}
+		if err := r.deliver(ctx, &ks, c, k.key, k.id, now, cs); err != nil {
+			failed[c.Name] = err.Error()
+			log.Error(err, "Delivering a key failed", "apikeyset", klog.KObj(&ks), "consumer", c.Name, "keyID", k.id)
+		}
 	}
-	// 3. Status, written only when it changed.
-	if err := r.writeStatus(ctx, &ks, next, policy, refused); err != nil {
+	if len(failed) > 0 {
+		next = revertFailed(next, state, failed)
+		var ok []Event
+		for _, e := range events {
+			if _, bad := failed[e.Consumer]; !bad {
+				ok = append(ok, e)
+			}
+		}
+		events = ok
+		wait = time.Minute
+	}
+	final := append(next, kept...)
+	// 3. Hashes as they now stand: expiries and removals.
+	if err := r.writeHashStore(ctx, &ks, final, store, roles, now, false); err != nil {
+		return ctrl.Result{}, err
+	}
+	// 4. Status, written only when it changed.
+	if err := r.writeStatus(ctx, &ks, final, policy, refused, failed); err != nil {
+		return ctrl.Result{}, err
+	}
+	// 5. Delivery Secrets of consumers gone from the spec.
+	if err := r.pruneDeliveries(ctx, &ks); err != nil {
 		return ctrl.Result{}, err
 	}
 	for _, e := range events {
@@ -206,6 +247,120 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		log.Info(e.Message, "apikeyset", klog.KObj(&ks), "consumer", e.Consumer, "keyID", e.KeyID)
 	}
 	return ctrl.Result{RequeueAfter: wait}, nil
+}
+
+// Event is the state machine's event, named here for filtering.
+type Event = keys.Event
+
+// unionState is every key valid before or after this pass, each with the
+// later of its expiries, so that step 1 removes nothing and starts no grace.
+func unionState(before, after []keys.Consumer) []keys.Consumer {
+	out := append([]keys.Consumer(nil), before...)
+	idx := map[string]int{}
+	for i, c := range out {
+		idx[c.Name] = i
+	}
+	for _, c := range after {
+		i, ok := idx[c.Name]
+		if !ok {
+			out = append(out, c)
+			continue
+		}
+		merged := out[i]
+		merged.Keys = append([]keys.Key(nil), merged.Keys...)
+		for _, k := range c.Keys {
+			if !hasKey(merged, k.ID) {
+				merged.Keys = append(merged.Keys, k)
+			}
+		}
+		out[i] = merged
+	}
+	return out
+}
+
+// revertFailed puts back the previous state of consumers whose delivery
+// failed, so the rotation is retried rather than recorded.
+func revertFailed(next, before []keys.Consumer, failed map[string]string) []keys.Consumer {
+	prev := map[string]keys.Consumer{}
+	for _, c := range before {
+		prev[c.Name] = c
+	}
+	out := make([]keys.Consumer, 0, len(next))
+	for _, c := range next {
+		if _, bad := failed[c.Name]; bad {
+			if p, ok := prev[c.Name]; ok {
+				out = append(out, p)
+			}
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// refusedConsumers returns, with the reason, the consumers whose keys cannot
+// be delivered: another namespace (not supported yet), a Secret name that is
+// invalid, collides with the hash store, the pepper or another consumer, or
+// belongs to something else.
+func (r *APIKeySetReconciler) refusedConsumers(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) (map[string]string, error) {
+	refused := map[string]string{}
+	owner := map[string]string{hashStoreName(ks): "the hash store"}
+	if ks.Namespace == r.Namespace {
+		owner[PepperSecret] = "the pepper"
+	}
+	for _, c := range ks.Spec.Consumers {
+		name := deliveryName(ks, c)
+		switch {
+		case c.SecretRef != nil && c.SecretRef.Namespace != "" && c.SecretRef.Namespace != ks.Namespace:
+			refused[c.Name] = "delivery into another namespace is not supported yet"
+			continue
+		case len(name) > 253 || len(hashStoreName(ks)) > 253:
+			refused[c.Name] = fmt.Sprintf("the Secret name %q is longer than 253 characters", name)
+			continue
+		case owner[name] != "":
+			refused[c.Name] = fmt.Sprintf("its Secret %q is already %s", name, owner[name])
+			continue
+		}
+		owner[name] = "consumer " + c.Name + "'s"
+		var s metav1.PartialObjectMetadata
+		s.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ks.Namespace, Name: name}, &s)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading Secret %s/%s: %w", ks.Namespace, name, err)
+		}
+		if !metav1.IsControlledBy(&s, ks) || s.Labels[LabelConsumer] != c.Name {
+			refused[c.Name] = fmt.Sprintf("Secret %q exists and was not written by apiwarden for this consumer", name)
+		}
+	}
+	return refused, nil
+}
+
+// pruneDeliveries deletes the delivery Secrets of consumers no longer in the
+// spec, so a removed consumer's key cannot be found and adopted later.
+func (r *APIKeySetReconciler) pruneDeliveries(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) error {
+	var list metav1.PartialObjectMetadataList
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	if err := r.Reader.List(ctx, &list, client.InNamespace(ks.Namespace), client.MatchingLabels{LabelKeySet: ks.Name}); err != nil {
+		return fmt.Errorf("listing delivery Secrets: %w", err)
+	}
+	inSpec := map[string]bool{}
+	for _, c := range ks.Spec.Consumers {
+		inSpec[c.Name] = true
+	}
+	for i := range list.Items {
+		s := &list.Items[i]
+		consumer, isDelivery := s.Labels[LabelConsumer]
+		if !isDelivery || inSpec[consumer] || !metav1.IsControlledBy(s, ks) {
+			continue
+		}
+		if err := r.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting the delivery Secret of removed consumer %s: %w", consumer, err)
+		}
+	}
+	return nil
 }
 
 func policyOf(ks *apiwardenv1alpha1.APIKeySet) keys.Policy {
@@ -285,18 +440,36 @@ func (r *APIKeySetReconciler) readHashStore(ctx context.Context, ks *apiwardenv1
 	return out, nil
 }
 
-// adoptDelivered finds keys that were delivered but never recorded in status
-// (a crash between the delivery and the status write) and records them as
-// the consumer's Active key, demoting the one status knew.
-func (r *APIKeySetReconciler) adoptDelivered(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, state []keys.Consumer, store map[string]HashEntry, pepper []byte, now time.Time, p keys.Policy) ([]keys.Consumer, error) {
+// adoptDelivered reconciles status with what was delivered. A key found
+// delivered but missing from status (a crash between delivery and the status
+// write) is recorded as the consumer's Active key, with the manual requests
+// it answered; its hash must already be in the store, as the write order
+// guarantees, or it is not apiwarden's current key and is replaced. A
+// delivered key status knows whose hash was lost is re-hashed. A consumer
+// whose delivery Secret is missing, or holds another key, is due a new key
+// now (its old key keeps its grace: pods may still hold it).
+func (r *APIKeySetReconciler) adoptDelivered(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, consumers []apiwardenv1alpha1.Consumer, state []keys.Consumer, store map[string]HashEntry, pepper []byte, now time.Time, p keys.Policy) ([]keys.Consumer, error) {
+	state = append([]keys.Consumer(nil), state...)
 	byName := map[string]int{}
 	for i, c := range state {
+		state[i].Keys = append([]keys.Key(nil), c.Keys...)
 		byName[c.Name] = i
 	}
-	for _, c := range ks.Spec.Consumers {
+	dueNow := func(i int) {
+		for j := range state[i].Keys {
+			if state[i].Keys[j].State == apiwardenv1alpha1.KeyStateActive {
+				state[i].Keys[j].Created = now.Add(-p.Every)
+			}
+		}
+	}
+	for _, c := range consumers {
+		i, known := byName[c.Name]
 		var s corev1.Secret
 		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ks.Namespace, Name: deliveryName(ks, c)}, &s)
 		if apierrors.IsNotFound(err) {
+			if known {
+				dueNow(i)
+			}
 			continue
 		}
 		if err != nil {
@@ -304,44 +477,61 @@ func (r *APIKeySetReconciler) adoptDelivered(ctx context.Context, ks *apiwardenv
 		}
 		key := string(s.Data[KeyField])
 		if _, err := keys.Parse(key); err != nil {
-			continue // not a key of ours; it will be overwritten
+			if known {
+				dueNow(i)
+			}
+			continue
 		}
 		h := keys.HashKey(pepper, key)
-		i, known := byName[c.Name]
 		if known && hasKey(state[i], h.ID()) {
-			// Status has it; make sure the hash store does too (it may
-			// have been deleted), from the delivered plaintext.
 			if _, ok := store[h.ID()]; !ok {
 				store[h.ID()] = HashEntry{ID: h.ID(), Hash: h.String(), Consumer: c.Name}
 			}
+			if k := activeKey(state[i]); k != nil && k.ID != h.ID() {
+				dueNow(i) // the Secret holds an older key than the Active one
+			}
 			continue
+		}
+		if _, ok := store[h.ID()]; !ok {
+			if known {
+				dueNow(i)
+			}
+			continue // not a key apiwarden issued last: replace it
 		}
 		if !known {
 			state = append(state, keys.Consumer{Name: c.Name})
 			i = len(state) - 1
 			byName[c.Name] = i
 		}
-		for j := range state[i].Keys {
-			if state[i].Keys[j].State == apiwardenv1alpha1.KeyStateActive {
-				state[i].Keys[j].State = apiwardenv1alpha1.KeyStateGrace
-				state[i].Keys[j].Expires = now.Add(max(p.Grace, keys.MinGrace))
-			}
-		}
 		created := now
 		if t, err := time.Parse(time.RFC3339, s.Annotations[AnnotationCreated]); err == nil && !t.After(now) {
 			created = t
 		}
+		for j := range state[i].Keys {
+			if state[i].Keys[j].State == apiwardenv1alpha1.KeyStateActive {
+				// The grace began when the successor was delivered.
+				state[i].Keys[j].State = apiwardenv1alpha1.KeyStateGrace
+				state[i].Keys[j].Expires = created.Add(max(p.Grace, keys.MinGrace))
+			}
+		}
 		state[i].Keys = append([]keys.Key{{ID: h.ID(), State: apiwardenv1alpha1.KeyStateActive, Created: created}}, state[i].Keys...)
-		// The manual requests acted on when the key was issued.
 		if v, ok := s.Annotations[AnnotationRotateRequest]; ok {
 			state[i].LastRotate = v
 		}
 		if v, ok := s.Annotations[AnnotationRevokeRequest]; ok {
 			state[i].LastRevoke = v
 		}
-		store[h.ID()] = HashEntry{ID: h.ID(), Hash: h.String(), Consumer: c.Name}
 	}
 	return state, nil
+}
+
+func activeKey(c keys.Consumer) *keys.Key {
+	for i := range c.Keys {
+		if c.Keys[i].State == apiwardenv1alpha1.KeyStateActive {
+			return &c.Keys[i]
+		}
+	}
+	return nil
 }
 
 func hasKey(c keys.Consumer, id string) bool {
@@ -353,16 +543,25 @@ func hasKey(c keys.Consumer, id string) bool {
 	return false
 }
 
-func (r *APIKeySetReconciler) writeHashStore(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, state []keys.Consumer, store map[string]HashEntry, roles map[string][]string, now time.Time) error {
+// writeHashStore writes the hashes of the keys valid in state. With
+// keepExpiry, entries already in the store keep their expiry (none starts
+// its grace before its successor is delivered).
+func (r *APIKeySetReconciler) writeHashStore(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, state []keys.Consumer, store map[string]HashEntry, roles map[string][]string, now time.Time, keepExpiry bool) error {
 	var entries []HashEntry
+	seen := map[string]bool{}
 	for _, c := range state {
 		for _, k := range c.Valid(now) {
 			e, ok := store[k.ID]
-			if !ok {
-				return fmt.Errorf("the hash of key %s of consumer %s is missing from the hash store", k.ID, c.Name)
+			if !ok || seen[k.ID] {
+				continue // lost hashes were revoked before the state machine ran
 			}
+			seen[k.ID] = true
+			prev := e.NotAfter
 			e.Consumer, e.Roles, e.NotAfter = c.Name, roles[c.Name], nil
-			if k.State == apiwardenv1alpha1.KeyStateGrace {
+			switch {
+			case keepExpiry:
+				e.NotAfter = prev
+			case k.State == apiwardenv1alpha1.KeyStateGrace:
 				t := k.Expires.UTC()
 				e.NotAfter = &t
 			}
@@ -431,6 +630,15 @@ func (r *APIKeySetReconciler) upsert(ctx context.Context, s *corev1.Secret, muta
 	return r.Update(ctx, s)
 }
 
+func sortedNames(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
 func stateFromStatus(st apiwardenv1alpha1.APIKeySetStatus) []keys.Consumer {
 	var out []keys.Consumer
 	for _, c := range st.Consumers {
@@ -447,7 +655,7 @@ func stateFromStatus(st apiwardenv1alpha1.APIKeySetStatus) []keys.Consumer {
 	return out
 }
 
-func (r *APIKeySetReconciler) writeStatus(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, state []keys.Consumer, p keys.Policy, refused []string) error {
+func (r *APIKeySetReconciler) writeStatus(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, state []keys.Consumer, p keys.Policy, refused, failed map[string]string) error {
 	st := ks.Status.DeepCopy()
 	st.ObservedGeneration = ks.Generation
 	st.Consumers = nil
@@ -471,9 +679,19 @@ func (r *APIKeySetReconciler) writeStatus(ctx context.Context, ks *apiwardenv1al
 		Type: apiwardenv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: apiwardenv1alpha1.ReasonReconciled,
 		Message: fmt.Sprintf("%d consumers have a delivered key.", len(state)), ObservedGeneration: ks.Generation,
 	}
-	if len(refused) > 0 {
+	if len(refused) > 0 || len(failed) > 0 {
+		var problems []string
+		for _, name := range sortedNames(refused) {
+			problems = append(problems, fmt.Sprintf("consumer %s gets no new key: %s", name, refused[name]))
+		}
+		for _, name := range sortedNames(failed) {
+			problems = append(problems, fmt.Sprintf("consumer %s: delivery failed and will be retried (%s)", name, failed[name]))
+		}
 		ready.Status, ready.Reason = metav1.ConditionFalse, apiwardenv1alpha1.ReasonInvalid
-		ready.Message = fmt.Sprintf("Consumers %s ask for delivery into another namespace, which this version of apiwarden does not support yet; they have no key.", strings.Join(refused, ", "))
+		if len(refused) == 0 {
+			ready.Reason = apiwardenv1alpha1.ReasonReconcileError
+		}
+		ready.Message = strings.Join(problems, "; ") + "."
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
 	if equality.Semantic.DeepEqual(st, &ks.Status) {

@@ -304,6 +304,18 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 	}
 	orphan, _ := keys.Generate("shop")
 	seen = append(seen, orphan)
+	// As the reconciler does before delivering: the hash goes in first.
+	oh := keys.HashKey(pepper.Data["pepper"], orphan)
+	hs := secret(t, "shop-keys-apiwarden-hashes")
+	var entries []controllers.HashEntry
+	if err := json.Unmarshal(hs.Data[controllers.HashesField], &entries); err != nil {
+		t.Fatal(err)
+	}
+	entries = append(entries, controllers.HashEntry{ID: oh.ID(), Hash: oh.String(), Consumer: "app"})
+	hs.Data[controllers.HashesField], _ = json.Marshal(entries)
+	if err := k8s.Update(ctx, hs); err != nil {
+		t.Fatal(err)
+	}
 	s := secret(t, "shop-keys-app")
 	s.Data[controllers.KeyField] = []byte(orphan)
 	if err := k8s.Update(ctx, s); err != nil {
@@ -319,6 +331,26 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 	if _, err := verifier(t).Verify(orphan, fake.Now()); err != nil {
 		t.Fatalf("the adopted key does not verify: %v", err)
 	}
+
+	// A key that apiwarden did not issue last (no hash in the store) is not
+	// adopted: the consumer gets a fresh key instead.
+	stranger, _ := keys.Generate("shop")
+	seen = append(seen, stranger)
+	s = secret(t, "shop-keys-app")
+	s.Data[controllers.KeyField] = []byte(stranger)
+	if err := k8s.Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	touch(t, nil)
+	eventually(t, "a stranger key replaced", func() bool {
+		k, _ := keyOf(t, "app")
+		return k != stranger && k != orphan
+	})
+	if _, err := verifier(t).Verify(stranger, fake.Now()); err == nil {
+		t.Fatal("a key apiwarden did not issue verifies")
+	}
+	orphan, _ = keyOf(t, "app") // the current key, for the checks below
+	seen = append(seen, orphan)
 
 	// A deleted hash store is rebuilt from the delivered keys.
 	if err := k8s.Delete(ctx, secret(t, "shop-keys-apiwarden-hashes")); err != nil {
@@ -385,6 +417,8 @@ func TestCrossNamespaceDeliveryIsRefused(t *testing.T) {
 		Spec: apiwardenv1alpha1.APIKeySetSpec{Consumers: []apiwardenv1alpha1.Consumer{
 			{Name: "local"},
 			{Name: "remote", SecretRef: &apiwardenv1alpha1.SecretDelivery{Namespace: "elsewhere"}},
+			{Name: "apiwarden-hashes"}, // its Secret would be the hash store
+			{Name: "twin", SecretRef: &apiwardenv1alpha1.SecretDelivery{Name: "shop-keys-local"}},
 		}},
 	}
 	if err := k8s.Create(ctx, ks); err != nil {
@@ -393,7 +427,9 @@ func TestCrossNamespaceDeliveryIsRefused(t *testing.T) {
 	eventually(t, "the Ready condition", func() bool {
 		_ = k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks)
 		c := meta.FindStatusCondition(ks.Status.Conditions, apiwardenv1alpha1.ConditionReady)
-		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "remote")
+		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "consumer remote gets no new key: delivery into another namespace") &&
+			strings.Contains(c.Message, `consumer apiwarden-hashes gets no new key: its Secret "shop-keys-apiwarden-hashes" is already the hash store`) &&
+			strings.Contains(c.Message, `consumer twin gets no new key: its Secret "shop-keys-local" is already consumer local's`)
 	})
 	if k, _ := keyOf(t, "local"); k == "" {
 		t.Fatal("the local consumer got no key")
