@@ -28,7 +28,7 @@ import (
 
 // +kubebuilder:rbac:groups=apiwarden.io,resources=apikeysets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apiwarden.io,resources=apikeysets/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 
 const (
 	// PepperSecret is the Secret, in apiwarden's namespace, holding the pepper
