@@ -205,13 +205,19 @@ func keyOf(t *testing.T, consumer string) (key, id string) {
 	return string(s.Data[controllers.KeyField]), s.Annotations[controllers.AnnotationKeyID]
 }
 
-func TestAPIKeySetLifecycle(t *testing.T) {
-	ctx := context.Background()
+// newNamespace gives the test a namespace of its own, in ns.
+func newNamespace(t *testing.T) {
+	t.Helper()
 	runs++
 	ns = fmt.Sprintf("shop-%d", runs)
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestAPIKeySetLifecycle(t *testing.T) {
+	ctx := context.Background()
+	newNamespace(t)
 	ks := &apiwardenv1alpha1.APIKeySet{
 		ObjectMeta: metav1.ObjectMeta{Name: "shop-keys", Namespace: ns},
 		Spec: apiwardenv1alpha1.APIKeySetSpec{
@@ -407,11 +413,7 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 
 func TestCrossNamespaceDeliveryIsRefused(t *testing.T) {
 	ctx := context.Background()
-	runs++
-	ns = fmt.Sprintf("shop-%d", runs)
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
+	newNamespace(t)
 	ks := &apiwardenv1alpha1.APIKeySet{
 		ObjectMeta: metav1.ObjectMeta{Name: "shop-keys", Namespace: ns},
 		Spec: apiwardenv1alpha1.APIKeySetSpec{Consumers: []apiwardenv1alpha1.Consumer{
