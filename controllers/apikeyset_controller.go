@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -124,7 +126,7 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 
 	// Consumers whose delivery cannot happen keep what they have and get
 	// nothing new; the others go through the state machine.
-	refused, err := r.refusedConsumers(ctx, &ks)
+	refused, delivered, err := r.inspectDeliveries(ctx, &ks)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -134,10 +136,7 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			deliverable = append(deliverable, c)
 		}
 	}
-	state, err := r.adoptDelivered(ctx, &ks, deliverable, prior, store, pepper, now, policy)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
+	state := adoptDelivered(deliverable, delivered, prior, store, pepper, now, policy)
 
 	// A valid key whose hash is lost (the hash store was deleted and the key
 	// is not delivered any more) cannot be verified: count it revoked.
@@ -216,7 +215,7 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	if len(failed) > 0 {
 		next = revertFailed(next, state, failed)
-		var ok []Event
+		var ok []keys.Event
 		for _, e := range events {
 			if _, bad := failed[e.Consumer]; !bad {
 				ok = append(ok, e)
@@ -249,9 +248,6 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	return ctrl.Result{RequeueAfter: wait}, nil
 }
 
-// Event is the state machine's event, named here for filtering.
-type Event = keys.Event
-
 // unionState is every key valid before or after this pass, each with the
 // later of its expiries, so that step 1 removes nothing and starts no grace.
 func unionState(before, after []keys.Consumer) []keys.Consumer {
@@ -269,7 +265,7 @@ func unionState(before, after []keys.Consumer) []keys.Consumer {
 		merged := out[i]
 		merged.Keys = append([]keys.Key(nil), merged.Keys...)
 		for _, k := range c.Keys {
-			if !hasKey(merged, k.ID) {
+			if !merged.Has(k.ID) {
 				merged.Keys = append(merged.Keys, k)
 			}
 		}
@@ -298,12 +294,13 @@ func revertFailed(next, before []keys.Consumer, failed map[string]string) []keys
 	return out
 }
 
-// refusedConsumers returns, with the reason, the consumers whose keys cannot
-// be delivered: another namespace (not supported yet), a Secret name that is
-// invalid, collides with the hash store, the pepper or another consumer, or
-// belongs to something else.
-func (r *APIKeySetReconciler) refusedConsumers(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) (map[string]string, error) {
-	refused := map[string]string{}
+// inspectDeliveries reads each consumer's delivery Secret once and returns
+// them by consumer (absent when there is none), with the consumers whose keys
+// cannot be delivered and why: another namespace (not supported yet), a
+// Secret name that is invalid, collides with the hash store, the pepper or
+// another consumer, or belongs to something else.
+func (r *APIKeySetReconciler) inspectDeliveries(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) (refused map[string]string, delivered map[string]*corev1.Secret, err error) {
+	refused, delivered = map[string]string{}, map[string]*corev1.Secret{}
 	owner := map[string]string{hashStoreName(ks): "the hash store"}
 	if ks.Namespace == r.Namespace {
 		owner[PepperSecret] = "the pepper"
@@ -322,20 +319,21 @@ func (r *APIKeySetReconciler) refusedConsumers(ctx context.Context, ks *apiwarde
 			continue
 		}
 		owner[name] = "consumer " + c.Name + "'s"
-		var s metav1.PartialObjectMetadata
-		s.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ks.Namespace, Name: name}, &s)
+		s := &corev1.Secret{}
+		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ks.Namespace, Name: name}, s)
 		if apierrors.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading Secret %s/%s: %w", ks.Namespace, name, err)
+			return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", ks.Namespace, name, err)
 		}
-		if !metav1.IsControlledBy(&s, ks) || s.Labels[LabelConsumer] != c.Name {
+		if !metav1.IsControlledBy(s, ks) || s.Labels[LabelConsumer] != c.Name {
 			refused[c.Name] = fmt.Sprintf("Secret %q exists and was not written by apiwarden for this consumer", name)
+			continue
 		}
+		delivered[c.Name] = s
 	}
-	return refused, nil
+	return refused, delivered, nil
 }
 
 // pruneDeliveries deletes the delivery Secrets of consumers no longer in the
@@ -448,7 +446,7 @@ func (r *APIKeySetReconciler) readHashStore(ctx context.Context, ks *apiwardenv1
 // delivered key status knows whose hash was lost is re-hashed. A consumer
 // whose delivery Secret is missing, or holds another key, is due a new key
 // now (its old key keeps its grace: pods may still hold it).
-func (r *APIKeySetReconciler) adoptDelivered(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, consumers []apiwardenv1alpha1.Consumer, state []keys.Consumer, store map[string]HashEntry, pepper []byte, now time.Time, p keys.Policy) ([]keys.Consumer, error) {
+func adoptDelivered(consumers []apiwardenv1alpha1.Consumer, delivered map[string]*corev1.Secret, state []keys.Consumer, store map[string]HashEntry, pepper []byte, now time.Time, p keys.Policy) []keys.Consumer {
 	state = append([]keys.Consumer(nil), state...)
 	byName := map[string]int{}
 	for i, c := range state {
@@ -464,16 +462,12 @@ func (r *APIKeySetReconciler) adoptDelivered(ctx context.Context, ks *apiwardenv
 	}
 	for _, c := range consumers {
 		i, known := byName[c.Name]
-		var s corev1.Secret
-		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ks.Namespace, Name: deliveryName(ks, c)}, &s)
-		if apierrors.IsNotFound(err) {
+		s, ok := delivered[c.Name]
+		if !ok {
 			if known {
 				dueNow(i)
 			}
 			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading the delivery Secret of consumer %s: %w", c.Name, err)
 		}
 		key := string(s.Data[KeyField])
 		if _, err := keys.Parse(key); err != nil {
@@ -483,11 +477,11 @@ func (r *APIKeySetReconciler) adoptDelivered(ctx context.Context, ks *apiwardenv
 			continue
 		}
 		h := keys.HashKey(pepper, key)
-		if known && hasKey(state[i], h.ID()) {
+		if known && state[i].Has(h.ID()) {
 			if _, ok := store[h.ID()]; !ok {
 				store[h.ID()] = HashEntry{ID: h.ID(), Hash: h.String(), Consumer: c.Name}
 			}
-			if k := activeKey(state[i]); k != nil && k.ID != h.ID() {
+			if k := state[i].Active(); k != nil && k.ID != h.ID() {
 				dueNow(i) // the Secret holds an older key than the Active one
 			}
 			continue
@@ -522,25 +516,7 @@ func (r *APIKeySetReconciler) adoptDelivered(ctx context.Context, ks *apiwardenv
 			state[i].LastRevoke = v
 		}
 	}
-	return state, nil
-}
-
-func activeKey(c keys.Consumer) *keys.Key {
-	for i := range c.Keys {
-		if c.Keys[i].State == apiwardenv1alpha1.KeyStateActive {
-			return &c.Keys[i]
-		}
-	}
-	return nil
-}
-
-func hasKey(c keys.Consumer, id string) bool {
-	for _, k := range c.Keys {
-		if k.ID == id {
-			return true
-		}
-	}
-	return false
+	return state
 }
 
 // writeHashStore writes the hashes of the keys valid in state. With
@@ -630,15 +606,6 @@ func (r *APIKeySetReconciler) upsert(ctx context.Context, s *corev1.Secret, muta
 	return r.Update(ctx, s)
 }
 
-func sortedNames(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func stateFromStatus(st apiwardenv1alpha1.APIKeySetStatus) []keys.Consumer {
 	var out []keys.Consumer
 	for _, c := range st.Consumers {
@@ -681,10 +648,10 @@ func (r *APIKeySetReconciler) writeStatus(ctx context.Context, ks *apiwardenv1al
 	}
 	if len(refused) > 0 || len(failed) > 0 {
 		var problems []string
-		for _, name := range sortedNames(refused) {
+		for _, name := range slices.Sorted(maps.Keys(refused)) {
 			problems = append(problems, fmt.Sprintf("consumer %s gets no new key: %s", name, refused[name]))
 		}
-		for _, name := range sortedNames(failed) {
+		for _, name := range slices.Sorted(maps.Keys(failed)) {
 			problems = append(problems, fmt.Sprintf("consumer %s: delivery failed and will be retried (%s)", name, failed[name]))
 		}
 		ready.Status, ready.Reason = metav1.ConditionFalse, apiwardenv1alpha1.ReasonInvalid

@@ -58,24 +58,7 @@ func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 // logs captures everything the manager and the reconciler log, so a test can
 // prove no key reaches a log line.
-var logs syncBuffer
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+var logs testenv.Buffer
 
 func runMain(m *testing.M) int {
 	// Debug level: the most the manager can be made to log.

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -157,7 +160,7 @@ func lostLine(ref string, lost []exposure.Violation, action apiwardenv1alpha1.En
 	if len(what) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%s (%s, required by APIBaseline %s)", ref, strings.Join(dedupe(what), ", "), strings.Join(sortedKeys(baselines), ", "))
+	return fmt.Sprintf("%s (%s, required by APIBaseline %s)", ref, strings.Join(dedupe(what), ", "), strings.Join(slices.Sorted(maps.Keys(baselines)), ", "))
 }
 
 // affected returns the objects the policies (the old and the new form of one
@@ -190,7 +193,7 @@ func (g *APIPolicyGuard) affected(ctx context.Context, old, next *apiwardenv1alp
 		switch {
 		case err == nil:
 			add(o)
-		case client.IgnoreNotFound(err) == nil || isNoMatch(err):
+		case client.IgnoreNotFound(err) == nil || meta.IsNoMatchError(err):
 		default:
 			return fmt.Errorf("reading target %s/%s: %w", p.Namespace, name, err)
 		}
@@ -224,7 +227,7 @@ func (g *APIPolicyGuard) affected(ctx context.Context, old, next *apiwardenv1alp
 		case "GRPCRoute":
 			err = get(&gatewayv1.GRPCRoute{}, k.Name)
 		}
-		if err != nil && !isNoMatch(err) {
+		if err != nil && !meta.IsNoMatchError(err) {
 			return nil, false, fmt.Errorf("finding what APIPolicy %s/%s protects: %w", p.Namespace, p.Name, err)
 		}
 	}
@@ -235,14 +238,14 @@ func (g *APIPolicyGuard) affected(ctx context.Context, old, next *apiwardenv1alp
 func (g *APIPolicyGuard) attachedRoutes(ctx context.Context, gw exposure.TargetKey, add func(client.Object)) error {
 	parent := client.MatchingFields{IndexRouteParent: gw.Namespace + "/" + gw.Name}
 	var hr gatewayv1.HTTPRouteList
-	if err := g.reader.List(ctx, &hr, parent); err != nil && !isNoMatch(err) {
+	if err := g.reader.List(ctx, &hr, parent); err != nil && !meta.IsNoMatchError(err) {
 		return err
 	}
 	for i := range hr.Items {
 		add(&hr.Items[i])
 	}
 	var gr gatewayv1.GRPCRouteList
-	if err := g.reader.List(ctx, &gr, parent); err != nil && !isNoMatch(err) {
+	if err := g.reader.List(ctx, &gr, parent); err != nil && !meta.IsNoMatchError(err) {
 		return err
 	}
 	for i := range gr.Items {
@@ -267,14 +270,5 @@ func dedupe(s []string) []string {
 			out = append(out, x)
 		}
 	}
-	return out
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }

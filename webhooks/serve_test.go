@@ -51,6 +51,18 @@ func review(t testing.TB, obj runtime.Object) []byte {
 	return b
 }
 
+// testIngress is an Ingress as the apiserver sends it, with apiVersion and kind.
+func testIngress(namespace string, spec networkingv1.IngressSpec) *networkingv1.Ingress {
+	return &networkingv1.Ingress{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: namespace},
+		Spec:       spec,
+	}
+}
+
+// bareRules is one host without TLS: every baseline fails it.
+var bareRules = networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "shop.example.com"}}}
+
 func post(h http.Handler, contentType string, body []byte) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(http.MethodPost, IngressPath, bytes.NewReader(body))
 	req.Header.Set("Content-Type", contentType)
@@ -93,11 +105,7 @@ func TestServeRejectsMalformedReviews(t *testing.T) {
 
 func TestValidReviewIsAnswered(t *testing.T) {
 	h := newTestHandler(t)
-	in := &networkingv1.Ingress{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
-		Spec:       networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "shop.example.com"}}},
-	}
+	in := testIngress("shop", bareRules)
 	rec := post(h, "application/json", review(t, in))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("HTTP %d: %s", rec.Code, rec.Body.String())
@@ -116,14 +124,10 @@ func TestValidReviewIsAnswered(t *testing.T) {
 // never panic and never answer 5xx; malformed input gets 4xx.
 func FuzzAdmissionReview(f *testing.F) {
 	h := newTestHandler(f)
-	in := &networkingv1.Ingress{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
-		Spec: networkingv1.IngressSpec{
-			TLS:   []networkingv1.IngressTLS{{Hosts: []string{"*.example.com"}}},
-			Rules: []networkingv1.IngressRule{{Host: "a.example.com"}, {}},
-		},
-	}
+	in := testIngress("shop", networkingv1.IngressSpec{
+		TLS:   []networkingv1.IngressTLS{{Hosts: []string{"*.example.com"}}},
+		Rules: []networkingv1.IngressRule{{Host: "a.example.com"}, {}},
+	})
 	f.Add(review(f, in))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","object":{"spec":{"rules":[{"host":"*"}]}}}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","object":null}}`))
@@ -149,11 +153,7 @@ func FuzzAdmissionReview(f *testing.F) {
 // TestActionsShapeTheAnswer: Deny refuses, Warn admits with warnings, Audit
 // admits silently, for the same bare Ingress.
 func TestActionsShapeTheAnswer(t *testing.T) {
-	in := &networkingv1.Ingress{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
-		Spec:       networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "shop.example.com"}}},
-	}
+	in := testIngress("shop", bareRules)
 	for _, tc := range []struct {
 		action   apiwardenv1alpha1.EnforcementAction
 		allowed  bool
@@ -187,11 +187,7 @@ func TestNamespaceNotYetInTheStore(t *testing.T) {
 	store.put(&apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Spec: apiwardenv1alpha1.APIBaselineSpec{
 		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"governed": "yes"}},
 	}})
-	in := &networkingv1.Ingress{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "late"},
-		Spec:       networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "shop.example.com"}}},
-	}
+	in := testIngress("late", bareRules)
 	body := review(t, in)
 	body = bytes.Replace(body, []byte(`"namespace":"shop"`), []byte(`"namespace":"late"`), 1)
 	rec := post(Handlers(nil, store, Options{})[IngressPath], "application/json", body)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -86,9 +85,4 @@ func (o *overlay) PoliciesFor(t exposure.TargetKey) []*apiwardenv1alpha1.APIPoli
 		}
 	}
 	return out
-}
-
-// isNoMatch reports whether err says a kind's CRD is not installed.
-func isNoMatch(err error) bool {
-	return meta.IsNoMatchError(err)
 }

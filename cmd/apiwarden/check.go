@@ -305,7 +305,7 @@ func writeSARIF(w io.Writer, fs []finding) error {
 	sort.Strings(ids)
 	driver := sarifDriver{Name: "apiwarden", Version: version.Version, InformationURI: "https://github.com/apiwarden/apiwarden", Rules: []sarifRule{}}
 	for _, id := range ids {
-		driver.Rules = append(driver.Rules, sarifRule{ID: id, ShortDescription: sarifMessage{Text: ruleText[exposure.Code(id)]}})
+		driver.Rules = append(driver.Rules, sarifRule{ID: id, ShortDescription: sarifMessage{Text: exposure.Code(id).Description()}})
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -314,19 +314,4 @@ func writeSARIF(w io.Writer, fs []finding) error {
 		Version: "2.1.0",
 		Runs:    []sarifRun{{Tool: sarifTool{Driver: driver}, Results: results}},
 	})
-}
-
-var ruleText = map[exposure.Code]string{
-	exposure.CodeTLSMissing:            "An Ingress host is served without TLS.",
-	exposure.CodeInsecureListener:      "A Gateway listener serves plain HTTP without a redirect to HTTPS.",
-	exposure.CodeInsecurePort:          "A Service exposes a plain-HTTP port outside the cluster.",
-	exposure.CodeTLSVersionTooLow:      "TLS below the baseline's minimum version is accepted.",
-	exposure.CodeAuthMissing:           "An exposed API has no authentication.",
-	exposure.CodeAuthMethodNotAllowed:  "An exposed API authenticates only with methods the baseline does not accept.",
-	exposure.CodeRateLimitMissing:      "An exposed API has no rate limit.",
-	exposure.CodeRateLimitAboveCeiling: "A rate limit is above the baseline's ceiling.",
-	exposure.CodeBodyLimitMissing:      "An exposed API has no request body limit.",
-	exposure.CodeBodyLimitTooLarge:     "A request body limit is above the baseline's maximum.",
-	exposure.CodeCORSWildcardOrigin:    "CORS allows any origin.",
-	exposure.CodeKeyInQuery:            "Credentials are matched in the query string.",
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -58,24 +56,6 @@ func TestParseFlags(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer collects a child process's output for assertions and failure logs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestManagerStartsAndStopsOnSIGTERM runs the real manager binary against a
@@ -133,7 +113,7 @@ func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
 		"--webhook-cert-dir="+certDir,
 	)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	var logs syncBuffer
+	var logs testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

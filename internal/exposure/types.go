@@ -47,6 +47,38 @@ const (
 	CodeKeyInQuery Code = "KeyInQuery"
 )
 
+// Description says in one sentence what the code reports, for rule lists
+// such as SARIF's.
+func (c Code) Description() string {
+	switch c {
+	case CodeTLSMissing:
+		return "An Ingress host is served without TLS."
+	case CodeInsecureListener:
+		return "A Gateway listener serves plain HTTP without a redirect to HTTPS."
+	case CodeInsecurePort:
+		return "A Service exposes a plain-HTTP port outside the cluster."
+	case CodeTLSVersionTooLow:
+		return "TLS below the baseline's minimum version is accepted."
+	case CodeAuthMissing:
+		return "An exposed API has no authentication."
+	case CodeAuthMethodNotAllowed:
+		return "An exposed API authenticates only with methods the baseline does not accept."
+	case CodeRateLimitMissing:
+		return "An exposed API has no rate limit."
+	case CodeRateLimitAboveCeiling:
+		return "A rate limit is above the baseline's ceiling."
+	case CodeBodyLimitMissing:
+		return "An exposed API has no request body limit."
+	case CodeBodyLimitTooLarge:
+		return "A request body limit is above the baseline's maximum."
+	case CodeCORSWildcardOrigin:
+		return "CORS allows any origin."
+	case CodeKeyInQuery:
+		return "Credentials are matched in the query string."
+	}
+	return string(c)
+}
+
 // Protection names, in a few words, the protection whose absence the code
 // reports, for messages that list what a change would take away.
 func (c Code) Protection() string {

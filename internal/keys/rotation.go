@@ -141,19 +141,12 @@ func Next(now time.Time, p Policy, spec []string, state []Consumer, req Requests
 			}
 		}
 
-		active := -1
-		for i, k := range c.Keys {
-			if k.State == apiwardenv1alpha1.KeyStateActive {
-				active = i
-				break
-			}
-		}
+		old := c.Active()
 		rotate := req.Rotate != "" && Target(req.Rotate) == name && req.Rotate != c.LastRotate
 		if rotate {
 			c.LastRotate = req.Rotate
 		}
-		if active >= 0 && (rotate || !now.Before(c.Keys[active].Created.Add(p.Every))) {
-			old := &c.Keys[active]
+		if old != nil && (rotate || !now.Before(old.Created.Add(p.Every))) {
 			id, err := issue(name)
 			if err != nil {
 				return nil, nil, 0, fmt.Errorf("issuing a key for consumer %s: %w", name, err)
@@ -175,7 +168,7 @@ func Next(now time.Time, p Policy, spec []string, state []Consumer, req Requests
 			}
 			events = append(events, Event{name, "Rotated", id, fmt.Sprintf("Consumer %s has new key %s because %s; key %s stays valid until %s.", name, id, why, old.ID, old.Expires.UTC().Format(time.RFC3339))})
 			c.Keys = append([]Key{{ID: id, State: apiwardenv1alpha1.KeyStateActive, Created: now}}, c.Keys...)
-		} else if active < 0 {
+		} else if old == nil {
 			id, err := issue(name)
 			if err != nil {
 				return nil, nil, 0, fmt.Errorf("issuing a key for consumer %s: %w", name, err)
@@ -233,6 +226,26 @@ func trimRevoked(ks []Key) []Key {
 		out = append(out, k)
 	}
 	return out
+}
+
+// Active returns the consumer's Active key, or nil.
+func (c Consumer) Active() *Key {
+	for i := range c.Keys {
+		if c.Keys[i].State == apiwardenv1alpha1.KeyStateActive {
+			return &c.Keys[i]
+		}
+	}
+	return nil
+}
+
+// Has reports whether the consumer's state holds a key with this ID.
+func (c Consumer) Has(id string) bool {
+	for _, k := range c.Keys {
+		if k.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // Valid returns the keys a consumer's state accepts at now: Active keys and
