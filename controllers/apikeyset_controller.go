@@ -26,46 +26,12 @@ import (
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/keys"
+	"github.com/apiwarden/apiwarden/internal/keystore"
 )
 
 // +kubebuilder:rbac:groups=apiwarden.io,resources=apikeysets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apiwarden.io,resources=apikeysets/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
-
-const (
-	// PepperSecret is the Secret, in apiwarden's namespace, holding the pepper
-	// every key hash is computed with.
-	PepperSecret = "apiwarden-key-pepper"
-	// LabelKeySet and LabelConsumer mark the Secrets apiwarden writes for an
-	// APIKeySet, so workloads and tools (Reloader, say) can select them.
-	LabelKeySet   = "apiwarden.io/apikeyset"
-	LabelConsumer = "apiwarden.io/consumer"
-	// LabelHashStore marks the Secret holding a key set's hashes.
-	LabelHashStore = "apiwarden.io/hash-store"
-	// AnnotationKeyID names, on a delivery Secret, the key it holds.
-	AnnotationKeyID = "apiwarden.io/key-id"
-	// AnnotationCreated, AnnotationRotateRequest and AnnotationRevokeRequest
-	// record on a delivery Secret when its key was issued and which manual
-	// requests had been acted on, so that a crash before the status write
-	// neither loses the key's age nor repeats a manual rotation.
-	AnnotationCreated       = "apiwarden.io/created-at"
-	AnnotationRotateRequest = "apiwarden.io/rotate-request"
-	AnnotationRevokeRequest = "apiwarden.io/revoke-request"
-	// KeyField, KeyIDField are the data fields of a delivery Secret.
-	KeyField   = "api-key"
-	KeyIDField = "key-id"
-	// HashesField is the data field of the hash store: JSON HashEntry list.
-	HashesField = "hashes.json"
-)
-
-// HashEntry is one valid key in a hash store. It never holds a key.
-type HashEntry struct {
-	ID       string     `json:"id"`
-	Hash     string     `json:"hash"`
-	Consumer string     `json:"consumer"`
-	Roles    []string   `json:"roles,omitempty"`
-	NotAfter *time.Time `json:"notAfter,omitempty"`
-}
 
 // APIKeySetReconciler issues, delivers and rotates the keys of APIKeySets.
 // Writes go in an order that survives a crash between any two of them: the
@@ -179,7 +145,7 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			return "", err
 		}
 		h := keys.HashKey(pepper, k)
-		store[h.ID()] = HashEntry{ID: h.ID(), Hash: h.String(), Consumer: consumer}
+		store[h.ID()] = keystore.HashEntry{ID: h.ID(), Hash: h.String(), Consumer: consumer}
 		issued[consumer] = issuedKey{key: k, id: h.ID()}
 		return h.ID(), nil
 	})
@@ -303,7 +269,7 @@ func (r *APIKeySetReconciler) inspectDeliveries(ctx context.Context, ks *apiward
 	refused, delivered = map[string]string{}, map[string]*corev1.Secret{}
 	owner := map[string]string{hashStoreName(ks): "the hash store"}
 	if ks.Namespace == r.Namespace {
-		owner[PepperSecret] = "the pepper"
+		owner[keystore.PepperSecret] = "the pepper"
 	}
 	for _, c := range ks.Spec.Consumers {
 		name := deliveryName(ks, c)
@@ -327,7 +293,7 @@ func (r *APIKeySetReconciler) inspectDeliveries(ctx context.Context, ks *apiward
 		if err != nil {
 			return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", ks.Namespace, name, err)
 		}
-		if !metav1.IsControlledBy(s, ks) || s.Labels[LabelConsumer] != c.Name {
+		if !metav1.IsControlledBy(s, ks) || s.Labels[keystore.LabelConsumer] != c.Name {
 			refused[c.Name] = fmt.Sprintf("Secret %q exists and was not written by apiwarden for this consumer", name)
 			continue
 		}
@@ -341,7 +307,7 @@ func (r *APIKeySetReconciler) inspectDeliveries(ctx context.Context, ks *apiward
 func (r *APIKeySetReconciler) pruneDeliveries(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) error {
 	var list metav1.PartialObjectMetadataList
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-	if err := r.Reader.List(ctx, &list, client.InNamespace(ks.Namespace), client.MatchingLabels{LabelKeySet: ks.Name}); err != nil {
+	if err := r.Reader.List(ctx, &list, client.InNamespace(ks.Namespace), client.MatchingLabels{keystore.LabelKeySet: ks.Name}); err != nil {
 		return fmt.Errorf("listing delivery Secrets: %w", err)
 	}
 	inSpec := map[string]bool{}
@@ -350,7 +316,7 @@ func (r *APIKeySetReconciler) pruneDeliveries(ctx context.Context, ks *apiwarden
 	}
 	for i := range list.Items {
 		s := &list.Items[i]
-		consumer, isDelivery := s.Labels[LabelConsumer]
+		consumer, isDelivery := s.Labels[keystore.LabelConsumer]
 		if !isDelivery || inSpec[consumer] || !metav1.IsControlledBy(s, ks) {
 			continue
 		}
@@ -383,7 +349,7 @@ func prefixOf(ks *apiwardenv1alpha1.APIKeySet) string {
 
 // pepper returns the pepper, creating it on first use.
 func (r *APIKeySetReconciler) pepper(ctx context.Context) ([]byte, error) {
-	key := client.ObjectKey{Namespace: r.Namespace, Name: PepperSecret}
+	key := client.ObjectKey{Namespace: r.Namespace, Name: keystore.PepperSecret}
 	var s corev1.Secret
 	err := r.Reader.Get(ctx, key, &s)
 	if apierrors.IsNotFound(err) {
@@ -391,7 +357,7 @@ func (r *APIKeySetReconciler) pepper(ctx context.Context) ([]byte, error) {
 		if _, err := rand.Read(p); err != nil {
 			return nil, err
 		}
-		s = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: PepperSecret}, Data: map[string][]byte{"pepper": p}}
+		s = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: keystore.PepperSecret}, Data: map[string][]byte{keystore.PepperField: p}}
 		if err := r.Create(ctx, &s); err != nil && !apierrors.IsAlreadyExists(err) {
 			return nil, fmt.Errorf("creating the pepper Secret %s: %w", key, err)
 		}
@@ -400,14 +366,14 @@ func (r *APIKeySetReconciler) pepper(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the pepper Secret %s: %w", key, err)
 	}
-	p := s.Data["pepper"]
+	p := s.Data[keystore.PepperField]
 	if len(p) < keys.MinPepperLen {
 		return nil, fmt.Errorf("the pepper Secret %s is shorter than %d bytes", key, keys.MinPepperLen)
 	}
 	return p, nil
 }
 
-func hashStoreName(ks *apiwardenv1alpha1.APIKeySet) string { return ks.Name + "-apiwarden-hashes" }
+func hashStoreName(ks *apiwardenv1alpha1.APIKeySet) string { return keystore.HashStoreName(ks.Name) }
 
 func deliveryName(ks *apiwardenv1alpha1.APIKeySet, c apiwardenv1alpha1.Consumer) string {
 	if c.SecretRef != nil && c.SecretRef.Name != "" {
@@ -416,21 +382,19 @@ func deliveryName(ks *apiwardenv1alpha1.APIKeySet, c apiwardenv1alpha1.Consumer)
 	return ks.Name + "-" + c.Name
 }
 
-func (r *APIKeySetReconciler) readHashStore(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) (map[string]HashEntry, error) {
+func (r *APIKeySetReconciler) readHashStore(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) (map[string]keystore.HashEntry, error) {
 	var s corev1.Secret
 	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ks.Namespace, Name: hashStoreName(ks)}, &s)
-	out := map[string]HashEntry{}
+	out := map[string]keystore.HashEntry{}
 	if apierrors.IsNotFound(err) {
 		return out, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the hash store: %w", err)
 	}
-	var entries []HashEntry
-	if raw := s.Data[HashesField]; len(raw) > 0 {
-		if err := json.Unmarshal(raw, &entries); err != nil {
-			return nil, fmt.Errorf("the hash store %s/%s is corrupt: %w", s.Namespace, s.Name, err)
-		}
+	entries, err := keystore.Decode(&s)
+	if err != nil {
+		return nil, err
 	}
 	for _, e := range entries {
 		out[e.ID] = e
@@ -446,7 +410,7 @@ func (r *APIKeySetReconciler) readHashStore(ctx context.Context, ks *apiwardenv1
 // delivered key status knows whose hash was lost is re-hashed. A consumer
 // whose delivery Secret is missing, or holds another key, is due a new key
 // now (its old key keeps its grace: pods may still hold it).
-func adoptDelivered(consumers []apiwardenv1alpha1.Consumer, delivered map[string]*corev1.Secret, state []keys.Consumer, store map[string]HashEntry, pepper []byte, now time.Time, p keys.Policy) []keys.Consumer {
+func adoptDelivered(consumers []apiwardenv1alpha1.Consumer, delivered map[string]*corev1.Secret, state []keys.Consumer, store map[string]keystore.HashEntry, pepper []byte, now time.Time, p keys.Policy) []keys.Consumer {
 	state = append([]keys.Consumer(nil), state...)
 	byName := map[string]int{}
 	for i, c := range state {
@@ -469,7 +433,7 @@ func adoptDelivered(consumers []apiwardenv1alpha1.Consumer, delivered map[string
 			}
 			continue
 		}
-		key := string(s.Data[KeyField])
+		key := string(s.Data[keystore.KeyField])
 		if _, err := keys.Parse(key); err != nil {
 			if known {
 				dueNow(i)
@@ -479,7 +443,7 @@ func adoptDelivered(consumers []apiwardenv1alpha1.Consumer, delivered map[string
 		h := keys.HashKey(pepper, key)
 		if known && state[i].Has(h.ID()) {
 			if _, ok := store[h.ID()]; !ok {
-				store[h.ID()] = HashEntry{ID: h.ID(), Hash: h.String(), Consumer: c.Name}
+				store[h.ID()] = keystore.HashEntry{ID: h.ID(), Hash: h.String(), Consumer: c.Name}
 			}
 			if k := state[i].Active(); k != nil && k.ID != h.ID() {
 				dueNow(i) // the Secret holds an older key than the Active one
@@ -498,7 +462,7 @@ func adoptDelivered(consumers []apiwardenv1alpha1.Consumer, delivered map[string
 			byName[c.Name] = i
 		}
 		created := now
-		if t, err := time.Parse(time.RFC3339, s.Annotations[AnnotationCreated]); err == nil && !t.After(now) {
+		if t, err := time.Parse(time.RFC3339, s.Annotations[keystore.AnnotationCreated]); err == nil && !t.After(now) {
 			created = t
 		}
 		for j := range state[i].Keys {
@@ -509,10 +473,10 @@ func adoptDelivered(consumers []apiwardenv1alpha1.Consumer, delivered map[string
 			}
 		}
 		state[i].Keys = append([]keys.Key{{ID: h.ID(), State: apiwardenv1alpha1.KeyStateActive, Created: created}}, state[i].Keys...)
-		if v, ok := s.Annotations[AnnotationRotateRequest]; ok {
+		if v, ok := s.Annotations[keystore.AnnotationRotateRequest]; ok {
 			state[i].LastRotate = v
 		}
-		if v, ok := s.Annotations[AnnotationRevokeRequest]; ok {
+		if v, ok := s.Annotations[keystore.AnnotationRevokeRequest]; ok {
 			state[i].LastRevoke = v
 		}
 	}
@@ -522,8 +486,8 @@ func adoptDelivered(consumers []apiwardenv1alpha1.Consumer, delivered map[string
 // writeHashStore writes the hashes of the keys valid in state. With
 // keepExpiry, entries already in the store keep their expiry (none starts
 // its grace before its successor is delivered).
-func (r *APIKeySetReconciler) writeHashStore(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, state []keys.Consumer, store map[string]HashEntry, roles map[string][]string, now time.Time, keepExpiry bool) error {
-	var entries []HashEntry
+func (r *APIKeySetReconciler) writeHashStore(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, state []keys.Consumer, store map[string]keystore.HashEntry, roles map[string][]string, now time.Time, keepExpiry bool) error {
+	var entries []keystore.HashEntry
 	seen := map[string]bool{}
 	for _, c := range state {
 		for _, k := range c.Valid(now) {
@@ -551,8 +515,8 @@ func (r *APIKeySetReconciler) writeHashStore(ctx context.Context, ks *apiwardenv
 	}
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ks.Namespace, Name: hashStoreName(ks)}}
 	err = r.upsert(ctx, s, func() error {
-		s.Labels = map[string]string{LabelKeySet: ks.Name, LabelHashStore: "true"}
-		s.Data = map[string][]byte{HashesField: raw}
+		s.Labels = map[string]string{keystore.LabelKeySet: ks.Name, keystore.LabelHashStore: "true"}
+		s.Data = map[string][]byte{keystore.HashesField: raw}
 		return controllerutil.SetControllerReference(ks, s, r.Scheme())
 	})
 	if err != nil {
@@ -567,16 +531,16 @@ func (r *APIKeySetReconciler) deliver(ctx context.Context, ks *apiwardenv1alpha1
 		if s.Labels == nil {
 			s.Labels = map[string]string{}
 		}
-		s.Labels[LabelKeySet], s.Labels[LabelConsumer] = ks.Name, c.Name
+		s.Labels[keystore.LabelKeySet], s.Labels[keystore.LabelConsumer] = ks.Name, c.Name
 		if s.Annotations == nil {
 			s.Annotations = map[string]string{}
 		}
-		s.Annotations[AnnotationKeyID] = id
-		s.Annotations[AnnotationCreated] = now.UTC().Format(time.RFC3339)
-		s.Annotations[AnnotationRotateRequest] = state.LastRotate
-		s.Annotations[AnnotationRevokeRequest] = state.LastRevoke
+		s.Annotations[keystore.AnnotationKeyID] = id
+		s.Annotations[keystore.AnnotationCreated] = now.UTC().Format(time.RFC3339)
+		s.Annotations[keystore.AnnotationRotateRequest] = state.LastRotate
+		s.Annotations[keystore.AnnotationRevokeRequest] = state.LastRevoke
 		s.Type = corev1.SecretTypeOpaque
-		s.Data = map[string][]byte{KeyField: []byte(key), KeyIDField: []byte(id)}
+		s.Data = map[string][]byte{keystore.KeyField: []byte(key), keystore.KeyIDField: []byte(id)}
 		return controllerutil.SetControllerReference(ks, s, r.Scheme())
 	})
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/controllers"
+	"github.com/apiwarden/apiwarden/internal/keystore"
 	"github.com/apiwarden/apiwarden/internal/keys"
 	"github.com/apiwarden/apiwarden/internal/testenv"
 )
@@ -119,15 +120,15 @@ func secret(t *testing.T, name string) *corev1.Secret {
 func verifier(t *testing.T) *keys.Verifier {
 	t.Helper()
 	var pepper corev1.Secret
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: envNS, Name: controllers.PepperSecret}, &pepper); err != nil {
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: envNS, Name: keystore.PepperSecret}, &pepper); err != nil {
 		t.Fatal(err)
 	}
 	store := secret(t, "shop-keys-apiwarden-hashes")
 	if store == nil {
 		t.Fatal("no hash store")
 	}
-	var entries []controllers.HashEntry
-	if err := json.Unmarshal(store.Data[controllers.HashesField], &entries); err != nil {
+	var entries []keystore.HashEntry
+	if err := json.Unmarshal(store.Data[keystore.HashesField], &entries); err != nil {
 		t.Fatal(err)
 	}
 	var es []keys.Entry
@@ -142,7 +143,7 @@ func verifier(t *testing.T) *keys.Verifier {
 		}
 		es = append(es, ke)
 	}
-	v, err := keys.NewVerifier(pepper.Data["pepper"], es)
+	v, err := keys.NewVerifier(pepper.Data[keystore.PepperField], es)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func keyOf(t *testing.T, consumer string) (key, id string) {
 	if s == nil {
 		return "", ""
 	}
-	return string(s.Data[controllers.KeyField]), s.Annotations[controllers.AnnotationKeyID]
+	return string(s.Data[keystore.KeyField]), s.Annotations[keystore.AnnotationKeyID]
 }
 
 // newNamespace gives the test a namespace of its own, in ns.
@@ -288,29 +289,29 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 	// Crash between delivery and status: a key delivered but unknown to
 	// status is adopted, not replaced.
 	var pepper corev1.Secret
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: envNS, Name: controllers.PepperSecret}, &pepper); err != nil {
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: envNS, Name: keystore.PepperSecret}, &pepper); err != nil {
 		t.Fatal(err)
 	}
 	orphan, _ := keys.Generate("shop")
 	seen = append(seen, orphan)
 	// As the reconciler does before delivering: the hash goes in first.
-	oh := keys.HashKey(pepper.Data["pepper"], orphan)
+	oh := keys.HashKey(pepper.Data[keystore.PepperField], orphan)
 	hs := secret(t, "shop-keys-apiwarden-hashes")
-	var entries []controllers.HashEntry
-	if err := json.Unmarshal(hs.Data[controllers.HashesField], &entries); err != nil {
+	var entries []keystore.HashEntry
+	if err := json.Unmarshal(hs.Data[keystore.HashesField], &entries); err != nil {
 		t.Fatal(err)
 	}
-	entries = append(entries, controllers.HashEntry{ID: oh.ID(), Hash: oh.String(), Consumer: "app"})
-	hs.Data[controllers.HashesField], _ = json.Marshal(entries)
+	entries = append(entries, keystore.HashEntry{ID: oh.ID(), Hash: oh.String(), Consumer: "app"})
+	hs.Data[keystore.HashesField], _ = json.Marshal(entries)
 	if err := k8s.Update(ctx, hs); err != nil {
 		t.Fatal(err)
 	}
 	s := secret(t, "shop-keys-app")
-	s.Data[controllers.KeyField] = []byte(orphan)
+	s.Data[keystore.KeyField] = []byte(orphan)
 	if err := k8s.Update(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	orphanID := keys.HashKey(pepper.Data["pepper"], orphan).ID()
+	orphanID := keys.HashKey(pepper.Data[keystore.PepperField], orphan).ID()
 	touch(t, nil)
 	eventually(t, "the delivered key adopted", func() bool {
 		_ = k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks)
@@ -326,7 +327,7 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 	stranger, _ := keys.Generate("shop")
 	seen = append(seen, stranger)
 	s = secret(t, "shop-keys-app")
-	s.Data[controllers.KeyField] = []byte(stranger)
+	s.Data[keystore.KeyField] = []byte(stranger)
 	if err := k8s.Update(ctx, s); err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +387,7 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 	}
 	for _, k := range seen {
 		secretPart := k[len("shop_"):]
-		for where, text := range map[string]string{"status": string(status), "hash store": string(store.Data[controllers.HashesField]), "events": messages.String(), "logs": logs.String()} {
+		for where, text := range map[string]string{"status": string(status), "hash store": string(store.Data[keystore.HashesField]), "events": messages.String(), "logs": logs.String()} {
 			if strings.Contains(text, secretPart) {
 				t.Errorf("a key appears in %s", where)
 			}

@@ -1,0 +1,107 @@
+// Package keystore defines how apiwarden keeps API-key material in Secrets:
+// the pepper Secret in apiwarden's namespace, one hash store per APIKeySet
+// (the HMAC hashes of its valid keys, never a key) and one delivery Secret per
+// consumer (the only place a plaintext key is written). The APIKeySet
+// controller writes these Secrets and the authz service reads the hash
+// stores; both use the names and the decoding here.
+package keystore
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/apiwarden/apiwarden/internal/keys"
+)
+
+const (
+	// PepperSecret is the Secret, in apiwarden's namespace, holding the pepper
+	// every key hash is computed with.
+	PepperSecret = "apiwarden-key-pepper"
+	// PepperField is the data field of the pepper Secret.
+	PepperField = "pepper"
+	// LabelKeySet and LabelConsumer mark the Secrets apiwarden writes for an
+	// APIKeySet, so workloads and tools (Reloader, say) can select them.
+	LabelKeySet   = "apiwarden.io/apikeyset"
+	LabelConsumer = "apiwarden.io/consumer"
+	// LabelHashStore marks the Secret holding a key set's hashes; the authz
+	// service caches only Secrets with this label.
+	LabelHashStore = "apiwarden.io/hash-store"
+	// AnnotationKeyID names, on a delivery Secret, the key it holds.
+	AnnotationKeyID = "apiwarden.io/key-id"
+	// AnnotationCreated, AnnotationRotateRequest and AnnotationRevokeRequest
+	// record on a delivery Secret when its key was issued and which manual
+	// requests had been acted on, so that a crash before the status write
+	// neither loses the key's age nor repeats a manual rotation.
+	AnnotationCreated       = "apiwarden.io/created-at"
+	AnnotationRotateRequest = "apiwarden.io/rotate-request"
+	AnnotationRevokeRequest = "apiwarden.io/revoke-request"
+	// KeyField, KeyIDField are the data fields of a delivery Secret.
+	KeyField   = "api-key"
+	KeyIDField = "key-id"
+	// HashesField is the data field of the hash store: a JSON HashEntry list.
+	HashesField = "hashes.json"
+)
+
+// HashEntry is one valid key in a hash store. It never holds a key.
+type HashEntry struct {
+	// ID is the key's fingerprint (keys.Hash.ID).
+	ID string `json:"id"`
+	// Hash is the hex HMAC-SHA-256 of the key under the pepper.
+	Hash string `json:"hash"`
+	// Consumer is the consumer the key belongs to.
+	Consumer string `json:"consumer"`
+	// Roles are the consumer's roles.
+	Roles []string `json:"roles,omitempty"`
+	// NotAfter, when set, is the end of the key's grace period.
+	NotAfter *time.Time `json:"notAfter,omitempty"`
+}
+
+// HashStoreName is the name of the hash store of the named APIKeySet.
+func HashStoreName(keySet string) string { return keySet + "-apiwarden-hashes" }
+
+// Decode returns the entries of a hash store Secret. Every entry is checked:
+// a hash that is not 64 hex digits, an ID that is not the hash's fingerprint
+// or an empty consumer makes the whole store corrupt, so a damaged Secret is
+// reported rather than half-used.
+func Decode(s *corev1.Secret) ([]HashEntry, error) {
+	raw := s.Data[HashesField]
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var entries []HashEntry
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return nil, fmt.Errorf("the hash store %s/%s is corrupt: %w", s.Namespace, s.Name, err)
+	}
+	for i, e := range entries {
+		h, err := keys.ParseHash(e.Hash)
+		if err != nil {
+			return nil, fmt.Errorf("the hash store %s/%s is corrupt: entry %d: %w", s.Namespace, s.Name, i, err)
+		}
+		if h.ID() != e.ID || e.Consumer == "" {
+			return nil, fmt.Errorf("the hash store %s/%s is corrupt: entry %d has a wrong id or no consumer", s.Namespace, s.Name, i)
+		}
+	}
+	return entries, nil
+}
+
+// IsHashStoreOf reports whether s is the hash store that the APIKeySet
+// controller wrote for a key set: the right name, the label and a controller
+// reference to an APIKeySet of that name. It returns the key set's name.
+// Anything else with the label (a Secret someone copied or forged) is not
+// trusted.
+func IsHashStoreOf(s metav1.Object) (keySet string, ok bool) {
+	keySet = s.GetLabels()[LabelKeySet]
+	if keySet == "" || s.GetLabels()[LabelHashStore] != "true" || s.GetName() != HashStoreName(keySet) {
+		return "", false
+	}
+	ref := metav1.GetControllerOf(s)
+	if ref == nil || ref.Kind != "APIKeySet" || ref.Name != keySet || !strings.HasPrefix(ref.APIVersion, "apiwarden.io/") {
+		return "", false
+	}
+	return keySet, true
+}
