@@ -14,14 +14,18 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"math/big"
 	"regexp"
 	"strings"
+	"sync"
+	"unsafe"
 )
 
 const (
@@ -80,7 +84,7 @@ func Parse(s string) (prefix string, err error) {
 	if !ok {
 		return "", ErrNoPrefix
 	}
-	if !prefixRE.MatchString(prefix) {
+	if !validPrefix(prefix) {
 		return "", ErrBadPrefix
 	}
 	if len(rest) != bodyLen+checksumLen {
@@ -92,17 +96,46 @@ func Parse(s string) (prefix string, err error) {
 		}
 	}
 	head := s[:len(s)-checksumLen]
-	if !hmac.Equal([]byte(checksum(head)), []byte(s[len(s)-checksumLen:])) {
+	want := checksumDigits(head)
+	if subtle.ConstantTimeCompare(want[:], []byte(s[len(s)-checksumLen:])) != 1 {
 		return "", ErrChecksum
 	}
 	return prefix, nil
 }
 
+// validPrefix is prefixRE without the regexp machinery: Parse is on the
+// authz service's hot path.
+func validPrefix(p string) bool {
+	if len(p) < 2 || len(p) > MaxPrefixLen || p[0] < 'a' || p[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		if (p[i] < 'a' || p[i] > 'z') && (p[i] < '0' || p[i] > '9') {
+			return false
+		}
+	}
+	return true
+}
+
 // checksum is the CRC-32 (IEEE) of the prefix, separator and body, in base62.
 func checksum(head string) string {
-	c := crc32.ChecksumIEEE([]byte(head))
-	return base62([]byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c)}, checksumLen)
+	d := checksumDigits(head)
+	return string(d[:])
 }
+
+// checksumDigits computes checksum without allocating.
+func checksumDigits(head string) [checksumLen]byte {
+	c := crc32.Update(0, crc32.IEEETable, unsafeBytes(head))
+	var out [checksumLen]byte
+	for i := checksumLen - 1; i >= 0; i-- {
+		out[i] = alphabet[c%62]
+		c /= 62
+	}
+	return out
+}
+
+// unsafeBytes views s as a byte slice that must not be modified.
+func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // base62 renders b as a big-endian number in exactly n base62 digits.
 func base62(b []byte, n int) string {
@@ -130,6 +163,40 @@ func HashKey(pepper []byte, key string) Hash {
 	var h Hash
 	copy(h[:], m.Sum(nil))
 	return h
+}
+
+// Hasher computes HashKey for one pepper without allocating: HMAC states
+// are pooled. It is safe for concurrent use.
+type Hasher struct {
+	pool sync.Pool
+}
+
+type hmacState struct {
+	mac hash.Hash
+	sum [sha256.Size]byte
+}
+
+// NewHasher returns a Hasher for pepper, which must be at least MinPepperLen
+// bytes.
+func NewHasher(pepper []byte) (*Hasher, error) {
+	if len(pepper) < MinPepperLen {
+		return nil, ErrShortPepper
+	}
+	p := append([]byte(nil), pepper...)
+	h := &Hasher{}
+	h.pool.New = func() any { return &hmacState{mac: hmac.New(sha256.New, p)} }
+	return h, nil
+}
+
+// Hash returns HashKey(pepper, key).
+func (h *Hasher) Hash(key string) Hash {
+	st := h.pool.Get().(*hmacState)
+	st.mac.Reset()
+	st.mac.Write(unsafeBytes(key))
+	var out Hash
+	copy(out[:], st.mac.Sum(st.sum[:0]))
+	h.pool.Put(st)
+	return out
 }
 
 // ID is the fingerprint shown for a key in status, logs and Secrets'

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"strings"
 	"testing"
 	"time"
@@ -259,6 +260,36 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted a malformed key of length %d", len(s))
 		}
 	})
+}
+
+func TestChecksumMatchesBase62(t *testing.T) {
+	for _, head := range []string{"", "a", "shop_abc", strings.Repeat("z", 60)} {
+		c := crc32.ChecksumIEEE([]byte(head))
+		want := base62([]byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c)}, checksumLen)
+		if got := checksum(head); got != want {
+			t.Errorf("checksum(%q) = %q, want %q", head, got, want)
+		}
+	}
+}
+
+func TestHasherMatchesHashKey(t *testing.T) {
+	pepper := bytes.Repeat([]byte("q"), MinPepperLen)
+	h, err := NewHasher(pepper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		k, err := Generate("shop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Hash(k) != HashKey(pepper, k) || h.Hash(k) != HashKey(pepper, k) {
+			t.Fatal("Hasher and HashKey disagree")
+		}
+	}
+	if _, err := NewHasher(pepper[:MinPepperLen-1]); err == nil {
+		t.Fatal("short pepper accepted")
+	}
 }
 
 // BenchmarkVerify is one key check against 10,000 stored hashes:

@@ -29,7 +29,7 @@ var (
 // Verifier checks keys against stored hashes. It is immutable; build a new
 // one when the hash store changes. It is safe for concurrent use.
 type Verifier struct {
-	pepper  []byte
+	hasher  *Hasher
 	entries map[Hash]Entry
 }
 
@@ -42,10 +42,11 @@ var ErrShortPepper = fmt.Errorf("the pepper is shorter than %d bytes", MinPepper
 
 // NewVerifier returns a verifier for the given entries.
 func NewVerifier(pepper []byte, entries []Entry) (*Verifier, error) {
-	if len(pepper) < MinPepperLen {
-		return nil, ErrShortPepper
+	h, err := NewHasher(pepper)
+	if err != nil {
+		return nil, err
 	}
-	v := &Verifier{pepper: append([]byte(nil), pepper...), entries: make(map[Hash]Entry, len(entries))}
+	v := &Verifier{hasher: h, entries: make(map[Hash]Entry, len(entries))}
 	for _, e := range entries {
 		v.entries[e.Hash] = e
 	}
@@ -64,7 +65,7 @@ func (v *Verifier) Verify(key string, now time.Time) (Entry, error) {
 	if _, err := Parse(key); err != nil {
 		return Entry{}, err
 	}
-	h := HashKey(v.pepper, key)
+	h := v.hasher.Hash(key)
 	e, ok := v.entries[h]
 	if !ok || subtle.ConstantTimeCompare(e.Hash[:], h[:]) != 1 {
 		return Entry{}, ErrUnknownKey
