@@ -196,7 +196,7 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, err
 	}
 	// 4. Status, written only when it changed.
-	if err := r.writeStatus(ctx, &ks, final, policy, refused, failed); err != nil {
+	if err := r.writeStatus(ctx, &ks, final, policy, refused, failed, now); err != nil {
 		return ctrl.Result{}, err
 	}
 	// 5. Delivery Secrets of consumers gone from the spec.
@@ -586,14 +586,22 @@ func stateFromStatus(st apiwardenv1alpha1.APIKeySetStatus) []keys.Consumer {
 	return out
 }
 
-func (r *APIKeySetReconciler) writeStatus(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, state []keys.Consumer, p keys.Policy, refused, failed map[string]string) error {
+func (r *APIKeySetReconciler) writeStatus(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, state []keys.Consumer, p keys.Policy, refused, failed map[string]string, now time.Time) error {
 	st := ks.Status.DeepCopy()
+	lastUsed := map[string]*metav1.Time{} // written by the authz service; kept
+	for _, c := range ks.Status.Consumers {
+		for _, k := range c.Keys {
+			lastUsed[k.ID] = k.LastUsed
+		}
+	}
+	var overdue []string
+	var nextRotation *metav1.Time
 	st.ObservedGeneration = ks.Generation
 	st.Consumers = nil
 	for _, c := range state {
 		cs := apiwardenv1alpha1.ConsumerStatus{Name: c.Name, LastRotateRequest: c.LastRotate, LastRevokeRequest: c.LastRevoke}
 		for _, k := range c.Keys {
-			ks := apiwardenv1alpha1.KeyStatus{ID: k.ID, State: k.State, CreatedAt: metav1.NewTime(k.Created.UTC().Truncate(time.Second))}
+			ks := apiwardenv1alpha1.KeyStatus{ID: k.ID, State: k.State, CreatedAt: metav1.NewTime(k.Created.UTC().Truncate(time.Second)), LastUsed: lastUsed[k.ID]}
 			if !k.Expires.IsZero() {
 				t := metav1.NewTime(k.Expires.UTC().Truncate(time.Second))
 				ks.ExpiresAt = &t
@@ -601,6 +609,12 @@ func (r *APIKeySetReconciler) writeStatus(ctx context.Context, ks *apiwardenv1al
 			if k.State == apiwardenv1alpha1.KeyStateActive {
 				t := metav1.NewTime(k.Created.Add(p.Every).UTC().Truncate(time.Second))
 				cs.NextRotation = &t
+				if !now.Before(t.Time) {
+					overdue = append(overdue, c.Name)
+				}
+				if nextRotation == nil || t.Before(nextRotation) {
+					nextRotation = &t
+				}
 			}
 			cs.Keys = append(cs.Keys, ks)
 		}
@@ -625,6 +639,18 @@ func (r *APIKeySetReconciler) writeStatus(ctx context.Context, ks *apiwardenv1al
 		ready.Message = strings.Join(problems, "; ") + "."
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
+	due := metav1.Condition{
+		Type: apiwardenv1alpha1.ConditionRotationDue, Status: metav1.ConditionFalse, Reason: apiwardenv1alpha1.ReasonOnSchedule,
+		Message: "Every active key is younger than its rotation period.", ObservedGeneration: ks.Generation,
+	}
+	if nextRotation != nil {
+		due.Message = fmt.Sprintf("Every active key is younger than its rotation period; the next rotation is at %s.", nextRotation.UTC().Format(time.RFC3339))
+	}
+	if len(overdue) > 0 {
+		due.Status, due.Reason = metav1.ConditionTrue, apiwardenv1alpha1.ReasonOverdue
+		due.Message = fmt.Sprintf("The active keys of %s are past their rotation time and were not replaced; see the Ready condition for why.", strings.Join(overdue, ", "))
+	}
+	meta.SetStatusCondition(&st.Conditions, due)
 	if equality.Semantic.DeepEqual(st, &ks.Status) {
 		return nil
 	}

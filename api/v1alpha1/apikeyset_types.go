@@ -148,6 +148,12 @@ type KeyStatus struct {
 	// expiresAt is when the key stops being accepted.
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// lastUsed is, to the minute, when the authz service last accepted the
+	// key. It is written at most once a minute per key set, so a key in
+	// Grace that is still in use shows it before it is revoked.
+	// +optional
+	LastUsed *metav1.Time `json:"lastUsed,omitempty"`
 }
 
 // ConsumerStatus is the state of one consumer's keys.
@@ -190,7 +196,9 @@ type APIKeySetStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions describe the set's state (Ready).
+	// conditions describe the set's state: Ready (every consumer has a
+	// delivered key) and RotationDue (a consumer's key is past its rotation
+	// time and could not be replaced).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

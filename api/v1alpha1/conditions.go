@@ -13,6 +13,9 @@ const (
 	// ConditionReady is true when an APIBaseline or APIKeySet is fully
 	// reconciled.
 	ConditionReady = "Ready"
+	// ConditionRotationDue is true when an APIKeySet has a consumer whose
+	// active key is past its rotation time and was not replaced.
+	ConditionRotationDue = "RotationDue"
 	// ConditionCompliant is true when every exposed object an APIBaseline
 	// governs meets it or is exempt.
 	ConditionCompliant = "Compliant"
@@ -40,6 +43,10 @@ const (
 	ReasonReconciled = "Reconciled"
 	// ReasonReconcileError: reconciling failed; the message says why.
 	ReasonReconcileError = "ReconcileError"
+	// ReasonOnSchedule: every key is younger than its rotation period.
+	ReasonOnSchedule = "OnSchedule"
+	// ReasonOverdue: some key is older than its rotation period.
+	ReasonOverdue = "Overdue"
 	// ReasonViolations: some governed objects break the baseline.
 	ReasonViolations = "Violations"
 	// ReasonAllCompliant: every governed object meets the baseline or is exempt.

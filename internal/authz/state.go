@@ -34,7 +34,7 @@ import (
 
 // snapshot is what Decide reads. It is never modified once published.
 type snapshot struct {
-	pepper   []byte
+	hasher   *keys.Hasher // nil until the pepper is loaded
 	policies map[string]*policy // by "namespace/name"
 	sets     map[string]*keySet // by "namespace/name"
 }
@@ -47,6 +47,7 @@ type keySet struct {
 
 // keyEntry is one valid key. usage survives snapshot rebuilds.
 type keyEntry struct {
+	hash     keys.Hash
 	id       string
 	consumer string
 	roles    []string
@@ -87,25 +88,25 @@ func (s *Store) MarkSynced() { s.synced.Store(true) }
 
 // Ready reports whether checks can be answered: the informers are synced and
 // the pepper is known.
-func (s *Store) Ready() bool { return s.synced.Load() && s.cur.Load().pepper != nil }
+func (s *Store) Ready() bool { return s.synced.Load() && s.cur.Load().hasher != nil }
 
 // update publishes a copy of the snapshot changed by f.
 func (s *Store) update(f func(next *snapshot)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.cur.Load()
-	next := &snapshot{pepper: old.pepper, policies: old.policies, sets: old.sets}
+	next := &snapshot{hasher: old.hasher, policies: old.policies, sets: old.sets}
 	f(next)
 	s.cur.Store(next)
 }
 
 // SetPepper installs the pepper read from the pepper Secret.
 func (s *Store) SetPepper(p []byte) error {
-	if len(p) < keys.MinPepperLen {
-		return keys.ErrShortPepper
+	h, err := keys.NewHasher(p)
+	if err != nil {
+		return err
 	}
-	p = slices.Clone(p)
-	s.update(func(n *snapshot) { n.pepper = p })
+	s.update(func(n *snapshot) { n.hasher = h })
 	return nil
 }
 
@@ -143,7 +144,7 @@ func (s *Store) UpsertHashStore(sec *corev1.Secret) error {
 	s.mu.Lock()
 	for _, e := range entries {
 		h, _ := keys.ParseHash(e.Hash) // Decode checked it
-		ke := &keyEntry{id: e.ID, consumer: e.Consumer, roles: slices.Clone(e.Roles), usage: s.usageLocked(sec.Namespace, name, e.Consumer, e.ID)}
+		ke := &keyEntry{hash: h, id: e.ID, consumer: e.Consumer, roles: slices.Clone(e.Roles), usage: s.usageLocked(sec.Namespace, name, e.Consumer, e.ID)}
 		if e.NotAfter != nil {
 			ke.notAfter = e.NotAfter.UnixNano()
 		}
@@ -235,5 +236,5 @@ func (s *Store) String() string {
 	for _, ks := range c.sets {
 		n += len(ks.byHash)
 	}
-	return fmt.Sprintf("authz store: %d policies, %d key sets, %d keys, pepper loaded %t", len(c.policies), len(c.sets), n, c.pepper != nil)
+	return fmt.Sprintf("authz store: %d policies, %d key sets, %d keys, pepper loaded %t", len(c.policies), len(c.sets), n, c.hasher != nil)
 }
