@@ -22,8 +22,8 @@ import (
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/controllers"
-	"github.com/apiwarden/apiwarden/internal/keystore"
 	"github.com/apiwarden/apiwarden/internal/keys"
+	"github.com/apiwarden/apiwarden/internal/keystore"
 	"github.com/apiwarden/apiwarden/internal/testenv"
 )
 

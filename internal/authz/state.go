@@ -34,7 +34,7 @@ import (
 
 // snapshot is what Decide reads. It is never modified once published.
 type snapshot struct {
-	hasher   *keys.Hasher // nil until the pepper is loaded
+	hasher   *keys.Hasher       // nil until the pepper is loaded
 	policies map[string]*policy // by "namespace/name"
 	sets     map[string]*keySet // by "namespace/name"
 }
@@ -216,7 +216,9 @@ func (s *Store) Usage() []KeyUsage {
 		}
 		out = append(out, KeyUsage{Namespace: u.namespace, KeySet: u.keySet, Consumer: u.consumer, ID: u.id, Uses: u.uses.Load(), LastUsed: time.Unix(last, 0).UTC()})
 	}
-	slices.SortFunc(out, func(a, b KeyUsage) int { return strings.Compare(a.Namespace+"/"+a.KeySet+"/"+a.ID, b.Namespace+"/"+b.KeySet+"/"+b.ID) })
+	slices.SortFunc(out, func(a, b KeyUsage) int {
+		return strings.Compare(a.Namespace+"/"+a.KeySet+"/"+a.ID, b.Namespace+"/"+b.KeySet+"/"+b.ID)
+	})
 	return out
 }
 
