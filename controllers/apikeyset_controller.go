@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -79,7 +78,7 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, nil // owner references remove the Secrets
 	}
 	now := r.Now()
-	pepper, err := r.pepper(ctx)
+	pepper, err := keystore.EnsurePepper(ctx, r.Client, r.Reader, r.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -345,32 +344,6 @@ func prefixOf(ks *apiwardenv1alpha1.APIKeySet) string {
 		return ks.Spec.KeyPrefix
 	}
 	return "apiw"
-}
-
-// pepper returns the pepper, creating it on first use.
-func (r *APIKeySetReconciler) pepper(ctx context.Context) ([]byte, error) {
-	key := client.ObjectKey{Namespace: r.Namespace, Name: keystore.PepperSecret}
-	var s corev1.Secret
-	err := r.Reader.Get(ctx, key, &s)
-	if apierrors.IsNotFound(err) {
-		p := make([]byte, keys.MinPepperLen)
-		if _, err := rand.Read(p); err != nil {
-			return nil, err
-		}
-		s = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: keystore.PepperSecret}, Data: map[string][]byte{keystore.PepperField: p}}
-		if err := r.Create(ctx, &s); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("creating the pepper Secret %s: %w", key, err)
-		}
-		err = r.Reader.Get(ctx, key, &s)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the pepper Secret %s: %w", key, err)
-	}
-	p := s.Data[keystore.PepperField]
-	if len(p) < keys.MinPepperLen {
-		return nil, fmt.Errorf("the pepper Secret %s is shorter than %d bytes", key, keys.MinPepperLen)
-	}
-	return p, nil
 }
 
 func hashStoreName(ks *apiwardenv1alpha1.APIKeySet) string { return keystore.HashStoreName(ks.Name) }

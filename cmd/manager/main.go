@@ -20,12 +20,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/apiwarden/apiwarden/controllers"
+	"github.com/apiwarden/apiwarden/internal/authz"
 	"github.com/apiwarden/apiwarden/internal/scheme"
 	"github.com/apiwarden/apiwarden/internal/version"
 	"github.com/apiwarden/apiwarden/webhooks"
@@ -52,6 +54,9 @@ type options struct {
 	webhookCertDir          string
 	namespace               string
 	gracefulShutdown        time.Duration
+	authzGRPCAddr           string
+	authzHTTPAddr           string
+	authzCertDir            string
 	zap                     zap.Options
 }
 
@@ -68,6 +73,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the admission webhook's HTTPS server.")
 	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server; defaults to controller-runtime's temporary directory.")
 	fs.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "apiwarden-system"), "apiwarden's own namespace: never governed, and where the API-key pepper Secret lives; defaults to $POD_NAMESPACE, else apiwarden-system.")
+	fs.StringVar(&o.authzGRPCAddr, "authz-grpc-bind-address", ":9001", "Address of the authz role's Envoy ext_authz gRPC server; \"0\" turns it off.")
+	fs.StringVar(&o.authzHTTPAddr, "authz-http-bind-address", ":9002", "Address of the authz role's HTTP forward-auth server; \"0\" turns it off.")
+	fs.StringVar(&o.authzCertDir, "authz-cert-dir", "", "Directory holding tls.crt and tls.key for the authz servers; when empty they serve plaintext, for a mesh or NetworkPolicy-protected pod network.")
 	fs.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for in-flight requests and reconciles on shutdown.")
 	o.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -183,6 +191,18 @@ func run(ctx context.Context, args []string) error {
 			return nil
 		}); err != nil {
 			return fmt.Errorf("adding admission readiness check: %w", err)
+		}
+	}
+	if o.has(roleAuthz) {
+		svc, err := authz.Setup(ctx, mgr, authz.Options{
+			Namespace: o.namespace, GRPCAddr: o.authzGRPCAddr, HTTPAddr: o.authzHTTPAddr, CertDir: o.authzCertDir,
+			Registerer: metrics.Registry,
+		})
+		if err != nil {
+			return fmt.Errorf("setting up the authz service: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("authz", svc.Ready); err != nil {
+			return fmt.Errorf("adding authz readiness check: %w", err)
 		}
 	}
 

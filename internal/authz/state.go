@@ -202,6 +202,8 @@ type KeyUsage struct {
 	Uses uint64
 	// LastUsed is the last successful check, zero if never.
 	LastUsed time.Time
+	// Pending is true when LastUsed has not been reported by MarkReported.
+	Pending bool
 }
 
 // Usage returns the use of every key this replica has seen used.
@@ -214,7 +216,7 @@ func (s *Store) Usage() []KeyUsage {
 		if last == 0 {
 			continue
 		}
-		out = append(out, KeyUsage{Namespace: u.namespace, KeySet: u.keySet, Consumer: u.consumer, ID: u.id, Uses: u.uses.Load(), LastUsed: time.Unix(last, 0).UTC()})
+		out = append(out, KeyUsage{Namespace: u.namespace, KeySet: u.keySet, Consumer: u.consumer, ID: u.id, Uses: u.uses.Load(), LastUsed: time.Unix(last, 0).UTC(), Pending: last > u.reported.Load()})
 	}
 	slices.SortFunc(out, func(a, b KeyUsage) int {
 		return strings.Compare(a.Namespace+"/"+a.KeySet+"/"+a.ID, b.Namespace+"/"+b.KeySet+"/"+b.ID)

@@ -7,13 +7,17 @@
 package keystore
 
 import (
+	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/apiwarden/apiwarden/internal/keys"
 )
@@ -104,4 +108,33 @@ func IsHashStoreOf(s metav1.Object) (keySet string, ok bool) {
 		return "", false
 	}
 	return keySet, true
+}
+
+// EnsurePepper returns the pepper, creating its Secret in namespace on first
+// use. The APIKeySet controller and the authz service both call it; the
+// create is idempotent (AlreadyExists means another replica won, and its
+// pepper is read back).
+func EnsurePepper(ctx context.Context, w client.Writer, r client.Reader, namespace string) ([]byte, error) {
+	key := client.ObjectKey{Namespace: namespace, Name: PepperSecret}
+	var s corev1.Secret
+	err := r.Get(ctx, key, &s)
+	if apierrors.IsNotFound(err) {
+		p := make([]byte, keys.MinPepperLen)
+		if _, err := rand.Read(p); err != nil {
+			return nil, err
+		}
+		s = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: PepperSecret}, Data: map[string][]byte{PepperField: p}}
+		if err := w.Create(ctx, &s); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("creating the pepper Secret %s: %w", key, err)
+		}
+		err = r.Get(ctx, key, &s)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the pepper Secret %s: %w", key, err)
+	}
+	p := s.Data[PepperField]
+	if len(p) < keys.MinPepperLen {
+		return nil, fmt.Errorf("the pepper Secret %s is shorter than %d bytes", key, keys.MinPepperLen)
+	}
+	return p, nil
 }
