@@ -1,0 +1,378 @@
+// Command authz measures apiwarden's authz service against a floor — a
+// server of the same kind that allows every request without looking at it —
+// in one run, so results are ratios that survive a noisy machine. Both front
+// ends are measured: Envoy ext_authz over gRPC and HTTP forward-auth, at
+// several client concurrencies, on loopback with keep-alive.
+//
+// apiwarden's store holds one APIPolicy with three authorization rules and a
+// key set of -consumers consumers; every request carries a valid key of a
+// different consumer. All traffic stays on 127.0.0.1; every loop is bounded by
+// -requests.
+//
+//	go run ./test/bench/authz -consumers 10000 -requests 40000
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/authz"
+	"github.com/apiwarden/apiwarden/internal/keys"
+	"github.com/apiwarden/apiwarden/internal/keystore"
+)
+
+type config struct {
+	consumers   int
+	requests    int
+	rounds      int
+	concurrency []int
+	rate        int
+}
+
+func main() {
+	var cfg config
+	var conc string
+	flag.IntVar(&cfg.consumers, "consumers", 10000, "consumers (keys) in the key set")
+	flag.IntVar(&cfg.requests, "requests", 40000, "requests per measurement")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating floor/apiwarden rounds per setting; the median by throughput is reported")
+	flag.StringVar(&conc, "concurrency", "1,8,64", "client concurrencies")
+	flag.IntVar(&cfg.rate, "rate", 2000, "offered load (checks/s) of the fixed-rate latency measurement with 8 clients; 0 skips it")
+	flag.Parse()
+	for _, c := range strings.Split(conc, ",") {
+		var n int
+		if _, err := fmt.Sscan(c, &n); err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bad -concurrency %q\n", conc)
+			os.Exit(2)
+		}
+		cfg.concurrency = append(cfg.concurrency, n)
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg config) error {
+	store, apiKeys, err := seed(cfg.consumers)
+	if err != nil {
+		return err
+	}
+	now := time.Now
+	// gRPC servers.
+	awGRPC, stopA, err := serveGRPC(authz.NewGRPCServer(store, now))
+	if err != nil {
+		return err
+	}
+	defer stopA()
+	floorGRPC, stopF, err := serveGRPC(floorServer{})
+	if err != nil {
+		return err
+	}
+	defer stopF()
+	// HTTP servers.
+	awHTTP, stopAH, err := serveHTTP(authz.HTTPHandler(store, now))
+	if err != nil {
+		return err
+	}
+	defer stopAH()
+	floorHTTP, stopFH, err := serveHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(authz.ConsumerHeader, "floor")
+		w.WriteHeader(http.StatusOK)
+	}))
+	if err != nil {
+		return err
+	}
+	defer stopFH()
+
+	fmt.Printf("apiwarden authz vs floor: %d consumers, %d requests per measurement, median of %d rounds\n\n", cfg.consumers, cfg.requests, cfg.rounds)
+	fmt.Println("| front end | clients | floor checks/s | apiwarden checks/s | ratio | floor p50 / p99 | apiwarden p50 / p99 |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, proto := range []string{"grpc", "http"} {
+		for _, c := range cfg.concurrency {
+			var floors, aws []result
+			for range cfg.rounds {
+				var f, a result
+				if proto == "grpc" {
+					if f, err = loadGRPC(floorGRPC, apiKeys, cfg.requests, c, 0); err != nil {
+						return err
+					}
+					if a, err = loadGRPC(awGRPC, apiKeys, cfg.requests, c, 0); err != nil {
+						return err
+					}
+				} else {
+					if f, err = loadHTTP(floorHTTP, apiKeys, cfg.requests, c, 0); err != nil {
+						return err
+					}
+					if a, err = loadHTTP(awHTTP, apiKeys, cfg.requests, c, 0); err != nil {
+						return err
+					}
+				}
+				floors, aws = append(floors, f), append(aws, a)
+			}
+			f, a := median(floors), median(aws)
+			fmt.Printf("| %s | %d | %.0f | %.0f | %.2f | %s / %s | %s / %s |\n", proto, c, f.rps(), a.rps(), a.rps()/f.rps(), us(f.p50), us(f.p99), us(a.p50), us(a.p99))
+		}
+	}
+	if cfg.rate <= 0 {
+		return nil
+	}
+	n := min(cfg.requests, cfg.rate*5)
+	fmt.Printf("\nLatency at a fixed offered load of %d checks/s from 8 clients (paced, %d requests):\n\n", cfg.rate, n)
+	fmt.Println("| front end | floor p50 / p99 | apiwarden p50 / p99 |")
+	fmt.Println("|---|---|---|")
+	for _, proto := range []string{"grpc", "http"} {
+		var f, a result
+		if proto == "grpc" {
+			if f, err = loadGRPC(floorGRPC, apiKeys, n, 8, cfg.rate); err != nil {
+				return err
+			}
+			if a, err = loadGRPC(awGRPC, apiKeys, n, 8, cfg.rate); err != nil {
+				return err
+			}
+		} else {
+			if f, err = loadHTTP(floorHTTP, apiKeys, n, 8, cfg.rate); err != nil {
+				return err
+			}
+			if a, err = loadHTTP(awHTTP, apiKeys, n, 8, cfg.rate); err != nil {
+				return err
+			}
+		}
+		fmt.Printf("| %s | %s / %s | %s / %s |\n", proto, us(f.p50), us(f.p99), us(a.p50), us(a.p99))
+	}
+	return nil
+}
+
+// seed builds a store as the manager's informers would.
+func seed(n int) (*authz.Store, []string, error) {
+	pepper := make([]byte, keys.MinPepperLen)
+	for i := range pepper {
+		pepper[i] = byte(i)
+	}
+	store := authz.NewStore(authz.NewMetrics(nil))
+	if err := store.SetPepper(pepper); err != nil {
+		return nil, nil, err
+	}
+	store.UpsertPolicy(&apiwardenv1alpha1.APIPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders"},
+		Spec: apiwardenv1alpha1.APIPolicySpec{
+			Authentication: &apiwardenv1alpha1.Authentication{APIKey: &apiwardenv1alpha1.APIKeyAuthentication{KeySetRefs: []apiwardenv1alpha1.LocalObjectReference{{Name: "clients"}}, Header: "X-API-Key"}},
+			Authorization: &apiwardenv1alpha1.Authorization{Rules: []apiwardenv1alpha1.AuthorizationRule{
+				{Name: "deny-admin", Action: apiwardenv1alpha1.AuthorizationActionDeny, Paths: []apiwardenv1alpha1.PathMatch{{Value: "/admin"}}},
+				{Name: "writers", Action: apiwardenv1alpha1.AuthorizationActionAllow, Roles: []string{"writer"}},
+				{Name: "readers", Action: apiwardenv1alpha1.AuthorizationActionAllow, Roles: []string{"reader"}, Methods: []apiwardenv1alpha1.HTTPMethod{"GET"}},
+			}},
+		},
+	})
+	var entries []keystore.HashEntry
+	var plain []string
+	for i := range n {
+		k, err := keys.Generate("shop")
+		if err != nil {
+			return nil, nil, err
+		}
+		h := keys.HashKey(pepper, k)
+		entries = append(entries, keystore.HashEntry{ID: h.ID(), Hash: h.String(), Consumer: fmt.Sprintf("c%d", i), Roles: []string{"reader"}})
+		plain = append(plain, k)
+	}
+	raw, err := json.Marshal(entries)
+	if err != nil {
+		return nil, nil, err
+	}
+	yes := true
+	if err := store.UpsertHashStore(&corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: keystore.HashStoreName("clients"),
+			Labels:          map[string]string{keystore.LabelKeySet: "clients", keystore.LabelHashStore: "true"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apiwarden.io/v1alpha1", Kind: "APIKeySet", Name: "clients", UID: "x", Controller: &yes}}},
+		Data: map[string][]byte{keystore.HashesField: raw},
+	}); err != nil {
+		return nil, nil, err
+	}
+	store.MarkSynced()
+	return store, plain, nil
+}
+
+// floorServer allows every check without reading it.
+type floorServer struct {
+	authv3.UnimplementedAuthorizationServer
+}
+
+var floorOK = &authv3.CheckResponse{Status: &rpcstatus.Status{}, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+	Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-apiwarden-consumer", Value: "floor"}}},
+}}}
+
+func (floorServer) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return floorOK, nil
+}
+
+func serveGRPC(srv authv3.AuthorizationServer) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, srv)
+	go func() { _ = gs.Serve(ln) }()
+	return ln.Addr().String(), gs.Stop, nil
+}
+
+func serveHTTP(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String() + authz.ForwardAuthPrefix + "shop/orders", func() { _ = srv.Close() }, nil
+}
+
+type result struct {
+	n        int
+	elapsed  time.Duration
+	p50, p99 time.Duration
+}
+
+func (r result) rps() float64 { return float64(r.n) / r.elapsed.Seconds() }
+
+func median(rs []result) result {
+	slices.SortFunc(rs, func(a, b result) int {
+		switch {
+		case a.rps() < b.rps():
+			return -1
+		case a.rps() > b.rps():
+			return 1
+		}
+		return 0
+	})
+	return rs[len(rs)/2]
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%d µs", d.Microseconds()) }
+
+// drive runs n requests over c workers as fast as they go (closed loop) and
+// collects latencies.
+func drive(n, c int, do func(worker, i int) error) (result, error) {
+	return drivePaced(n, c, 0, do)
+}
+
+// drivePaced is drive with request i sent no earlier than start + i/rate
+// when rate > 0. Latency counts from the send: the sleep's wake-up delay (a
+// millisecond or more under load on 2 cores) belongs to the load generator,
+// not to the server.
+func drivePaced(n, c, rate int, do func(worker, i int) error) (result, error) {
+	lat := make([]time.Duration, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	start := time.Now()
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				t := time.Now()
+				if rate > 0 {
+					due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
+					if d := time.Until(due); d > 0 {
+						time.Sleep(d)
+					}
+					t = time.Now()
+				}
+				if err := do(w, i); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				lat[i] = time.Since(t)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err, _ := firstErr.Load().(error); err != nil {
+		return result{}, err
+	}
+	slices.Sort(lat)
+	return result{n: n, elapsed: elapsed, p50: lat[n/2], p99: lat[n*99/100]}, nil
+}
+
+func loadGRPC(addr string, apiKeys []string, n, c, rate int) (result, error) {
+	conns := make([]*grpc.ClientConn, min(c, 4))
+	clients := make([]authv3.AuthorizationClient, len(conns))
+	for i := range conns {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return result{}, err
+		}
+		defer cc.Close()
+		conns[i], clients[i] = cc, authv3.NewAuthorizationClient(cc)
+	}
+	reqs := make([]*authv3.CheckRequest, len(apiKeys))
+	for i, k := range apiKeys {
+		reqs[i] = &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000}}}}},
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Method: "GET", Path: "/orders/42?expand=items", Host: "api.example.com", Scheme: "https", Protocol: "HTTP/1.1",
+				Headers: map[string]string{":authority": "api.example.com", ":method": "GET", ":path": "/orders/42?expand=items", "x-api-key": k, "user-agent": "bench/1.0", "accept": "application/json", "x-request-id": "6a4e1c8e-3f0b-4a4e-9f51-6a1f0e2b7c11"},
+			}},
+			ContextExtensions: map[string]string{authz.PolicyContextKey: "shop/orders"},
+		}}
+	}
+	return drivePaced(n, c, rate, func(w, i int) error {
+		resp, err := clients[w%len(clients)].Check(context.Background(), reqs[i%len(reqs)])
+		if err != nil {
+			return err
+		}
+		if resp.GetOkResponse() == nil {
+			return fmt.Errorf("check refused: %s", resp.GetDeniedResponse().GetBody())
+		}
+		return nil
+	})
+}
+
+func loadHTTP(url string, apiKeys []string, n, c, rate int) (result, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return drivePaced(n, c, rate, func(_, i int) error {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		req.Header = http.Header{
+			"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/orders/42?expand=items"}, "X-Forwarded-For": {"127.0.0.1"},
+			"X-Api-Key": {apiKeys[i%len(apiKeys)]}, "User-Agent": {"bench/1.0"}, "Accept": {"application/json"},
+		}
+		resp, err := cl.Do(req)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New("check refused: " + resp.Status)
+		}
+		return nil
+	})
+}
