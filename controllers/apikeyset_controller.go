@@ -15,13 +15,19 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/keys"
@@ -31,6 +37,9 @@ import (
 // +kubebuilder:rbac:groups=apiwarden.io,resources=apikeysets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apiwarden.io,resources=apikeysets/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apiwarden.io,resources=apikeysets,verbs=update
+// +kubebuilder:rbac:groups=apiwarden.io,resources=apikeysets/finalizers,verbs=update
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=referencegrants,verbs=get;list;watch
 
 // APIKeySetReconciler issues, delivers and rotates the keys of APIKeySets.
 // Writes go in an order that survives a crash between any two of them: the
@@ -60,11 +69,57 @@ func (r *APIKeySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Reader == nil {
 		r.Reader = mgr.GetAPIReader()
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&apiwardenv1alpha1.APIKeySet{}).
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
-		Named("apikeyset").
-		Complete(r)
+		// Secrets delivered into other namespaces have no owner reference.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(deliveredSecretOwner), builder.OnlyMetadata).
+		Named("apikeyset")
+	_, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: gatewayv1.GroupName, Kind: "ReferenceGrant"}, gatewayv1.GroupVersion.Version)
+	switch {
+	case err == nil:
+		b = b.Watches(&gatewayv1.ReferenceGrant{}, handler.EnqueueRequestsFromMapFunc(r.grantedKeySets))
+	case meta.IsNoMatchError(err):
+		mgr.GetLogger().Info("The Gateway API ReferenceGrant CRD is not installed: APIKeySets cannot deliver keys into other namespaces until it is, and apiwarden restarts")
+	default:
+		return fmt.Errorf("discovering ReferenceGrant: %w", err)
+	}
+	return b.Complete(r)
+}
+
+// deliveredSecretOwner maps a delivery Secret in another namespace to its
+// APIKeySet, from the owner annotation.
+func deliveredSecretOwner(_ context.Context, o client.Object) []reconcile.Request {
+	v := o.GetAnnotations()[keystore.AnnotationOwner]
+	parts := strings.Split(v, "/")
+	if len(parts) != 3 || parts[0] == o.GetNamespace() {
+		return nil // same namespace: the owner reference handles it
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: parts[0], Name: parts[1]}}}
+}
+
+// grantedKeySets maps a ReferenceGrant to the APIKeySets of the namespaces it
+// grants (or granted) APIKeySets from.
+func (r *APIKeySetReconciler) grantedKeySets(ctx context.Context, o client.Object) []reconcile.Request {
+	g, ok := o.(*gatewayv1.ReferenceGrant)
+	if !ok {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, f := range g.Spec.From {
+		if string(f.Group) != apiwardenv1alpha1.GroupVersion.Group || f.Kind != "APIKeySet" {
+			continue
+		}
+		var list apiwardenv1alpha1.APIKeySetList
+		if err := r.List(ctx, &list, client.InNamespace(string(f.Namespace))); err != nil {
+			logf.FromContext(ctx).Error(err, "Listing APIKeySets for a ReferenceGrant", "namespace", f.Namespace)
+			continue
+		}
+		for _, ks := range list.Items {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ks.Namespace, Name: ks.Name}})
+		}
+	}
+	return out
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -75,7 +130,25 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ks.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil // owner references remove the Secrets
+		// Owner references remove the Secrets in the APIKeySet's namespace;
+		// those delivered elsewhere are deleted here.
+		if controllerutil.ContainsFinalizer(&ks, Finalizer) {
+			if err := r.pruneDeliveries(ctx, &ks, true); err != nil {
+				return ctrl.Result{}, err
+			}
+			controllerutil.RemoveFinalizer(&ks, Finalizer)
+			if err := r.Update(ctx, &ks); err != nil {
+				return ctrl.Result{}, client.IgnoreNotFound(err)
+			}
+		}
+		return ctrl.Result{}, nil
+	}
+	if crossNamespace(&ks) && !controllerutil.ContainsFinalizer(&ks, Finalizer) {
+		// Before any Secret goes to another namespace, so none is left behind.
+		controllerutil.AddFinalizer(&ks, Finalizer)
+		if err := r.Update(ctx, &ks); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	now := r.Now()
 	pepper, err := keystore.EnsurePepper(ctx, r.Client, r.Reader, r.Namespace)
@@ -198,8 +271,8 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.writeStatus(ctx, &ks, final, policy, refused, failed, now); err != nil {
 		return ctrl.Result{}, err
 	}
-	// 5. Delivery Secrets of consumers gone from the spec.
-	if err := r.pruneDeliveries(ctx, &ks); err != nil {
+	// 5. Delivery Secrets of consumers gone from the spec, or moved.
+	if err := r.pruneDeliveries(ctx, &ks, false); err != nil {
 		return ctrl.Result{}, err
 	}
 	for _, e := range events {
@@ -261,39 +334,44 @@ func revertFailed(next, before []keys.Consumer, failed map[string]string) []keys
 
 // inspectDeliveries reads each consumer's delivery Secret once and returns
 // them by consumer (absent when there is none), with the consumers whose keys
-// cannot be delivered and why: another namespace (not supported yet), a
+// cannot be delivered and why: another namespace that grants nothing, a
 // Secret name that is invalid, collides with the hash store, the pepper or
 // another consumer, or belongs to something else.
 func (r *APIKeySetReconciler) inspectDeliveries(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) (refused map[string]string, delivered map[string]*corev1.Secret, err error) {
 	refused, delivered = map[string]string{}, map[string]*corev1.Secret{}
-	owner := map[string]string{hashStoreName(ks): "the hash store"}
-	if ks.Namespace == r.Namespace {
-		owner[keystore.PepperSecret] = "the pepper"
-	}
+	owner := map[string]string{ks.Namespace + "/" + hashStoreName(ks): "the hash store", r.Namespace + "/" + keystore.PepperSecret: "the pepper"}
 	for _, c := range ks.Spec.Consumers {
-		name := deliveryName(ks, c)
+		ns, name := deliveryNamespace(ks, c), deliveryName(ks, c)
+		where := ns + "/" + name
+		if ns != ks.Namespace {
+			reason, err := r.granted(ctx, ks, ns, name)
+			if err != nil {
+				return nil, nil, err
+			}
+			if reason != "" {
+				refused[c.Name] = reason
+				continue
+			}
+		}
 		switch {
-		case c.SecretRef != nil && c.SecretRef.Namespace != "" && c.SecretRef.Namespace != ks.Namespace:
-			refused[c.Name] = "delivery into another namespace is not supported yet"
-			continue
 		case len(name) > 253 || len(hashStoreName(ks)) > 253:
 			refused[c.Name] = fmt.Sprintf("the Secret name %q is longer than 253 characters", name)
 			continue
-		case owner[name] != "":
-			refused[c.Name] = fmt.Sprintf("its Secret %q is already %s", name, owner[name])
+		case owner[where] != "":
+			refused[c.Name] = fmt.Sprintf("its Secret %q is already %s", secretRef(ks, ns, name), owner[where])
 			continue
 		}
-		owner[name] = "consumer " + c.Name + "'s"
+		owner[where] = "consumer " + c.Name + "'s"
 		s := &corev1.Secret{}
-		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ks.Namespace, Name: name}, s)
+		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s)
 		if apierrors.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading Secret %s/%s: %w", ks.Namespace, name, err)
+			return nil, nil, fmt.Errorf("reading Secret %s: %w", where, err)
 		}
-		if !metav1.IsControlledBy(s, ks) || s.Labels[keystore.LabelConsumer] != c.Name {
-			refused[c.Name] = fmt.Sprintf("Secret %q exists and was not written by apiwarden for this consumer", name)
+		if !deliveredBy(s, ks) || s.Labels[keystore.LabelConsumer] != c.Name {
+			refused[c.Name] = fmt.Sprintf("Secret %q exists and was not written by apiwarden for this consumer", secretRef(ks, ns, name))
 			continue
 		}
 		delivered[c.Name] = s
@@ -301,26 +379,72 @@ func (r *APIKeySetReconciler) inspectDeliveries(ctx context.Context, ks *apiward
 	return refused, delivered, nil
 }
 
-// pruneDeliveries deletes the delivery Secrets of consumers no longer in the
-// spec, so a removed consumer's key cannot be found and adopted later.
-func (r *APIKeySetReconciler) pruneDeliveries(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) error {
+// secretRef names a Secret as messages show it: bare in the APIKeySet's
+// namespace, namespace/name elsewhere.
+func secretRef(ks *apiwardenv1alpha1.APIKeySet, ns, name string) string {
+	if ns == ks.Namespace {
+		return name
+	}
+	return ns + "/" + name
+}
+
+// granted checks that namespace ns lets this APIKeySet write Secret name: a
+// Gateway API ReferenceGrant in ns from APIKeySet (group apiwarden.io) in the
+// APIKeySet's namespace to Secret (core group), naming this Secret or any.
+// It returns why not, or "".
+func (r *APIKeySetReconciler) granted(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, ns, name string) (string, error) {
+	var grants gatewayv1.ReferenceGrantList
+	err := r.Reader.List(ctx, &grants, client.InNamespace(ns))
+	if meta.IsNoMatchError(err) {
+		return fmt.Sprintf("delivery into namespace %s needs a ReferenceGrant there, and the Gateway API ReferenceGrant CRD (v1) is not installed", ns), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("listing ReferenceGrants in %s: %w", ns, err)
+	}
+	for _, g := range grants.Items {
+		from := false
+		for _, f := range g.Spec.From {
+			if string(f.Group) == apiwardenv1alpha1.GroupVersion.Group && f.Kind == "APIKeySet" && string(f.Namespace) == ks.Namespace {
+				from = true
+			}
+		}
+		if !from {
+			continue
+		}
+		for _, t := range g.Spec.To {
+			if t.Group == "" && t.Kind == "Secret" && (t.Name == nil || string(*t.Name) == name) {
+				return "", nil
+			}
+		}
+	}
+	return fmt.Sprintf("namespace %s does not grant it: create a ReferenceGrant there from APIKeySet (group apiwarden.io) in namespace %s to Secret %s", ns, ks.Namespace, name), nil
+}
+
+// pruneDeliveries deletes the delivery Secrets that apiwarden wrote for ks
+// and no longer wants: those of consumers gone from the spec (so a removed
+// consumer's key cannot be found and adopted later) and those left where a
+// consumer's delivery used to be, in any namespace. With all, every delivery
+// Secret goes (the APIKeySet is being deleted).
+func (r *APIKeySetReconciler) pruneDeliveries(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, all bool) error {
 	var list metav1.PartialObjectMetadataList
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-	if err := r.Reader.List(ctx, &list, client.InNamespace(ks.Namespace), client.MatchingLabels{keystore.LabelKeySet: ks.Name}); err != nil {
+	if err := r.Reader.List(ctx, &list, client.MatchingLabels{keystore.LabelKeySet: ks.Name}); err != nil {
 		return fmt.Errorf("listing delivery Secrets: %w", err)
 	}
-	inSpec := map[string]bool{}
-	for _, c := range ks.Spec.Consumers {
-		inSpec[c.Name] = true
+	want := map[string]string{} // consumer -> namespace/name
+	if !all {
+		for _, c := range ks.Spec.Consumers {
+			want[c.Name] = deliveryNamespace(ks, c) + "/" + deliveryName(ks, c)
+		}
 	}
 	for i := range list.Items {
 		s := &list.Items[i]
 		consumer, isDelivery := s.Labels[keystore.LabelConsumer]
-		if !isDelivery || inSpec[consumer] || !metav1.IsControlledBy(s, ks) {
+		if !isDelivery || !deliveredBy(s, ks) || want[consumer] == s.Namespace+"/"+s.Name {
 			continue
 		}
 		if err := r.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting the delivery Secret of removed consumer %s: %w", consumer, err)
+			return fmt.Errorf("deleting the delivery Secret %s/%s of consumer %s: %w", s.Namespace, s.Name, consumer, err)
 		}
 	}
 	return nil
@@ -347,6 +471,43 @@ func prefixOf(ks *apiwardenv1alpha1.APIKeySet) string {
 }
 
 func hashStoreName(ks *apiwardenv1alpha1.APIKeySet) string { return keystore.HashStoreName(ks.Name) }
+
+// Finalizer is set on APIKeySets that deliver keys into other namespaces, so
+// that those Secrets, which owner references cannot reach, are deleted with
+// the APIKeySet.
+const Finalizer = "apiwarden.io/delivery-cleanup"
+
+func crossNamespace(ks *apiwardenv1alpha1.APIKeySet) bool {
+	for _, c := range ks.Spec.Consumers {
+		if deliveryNamespace(ks, c) != ks.Namespace {
+			return true
+		}
+	}
+	return false
+}
+
+// deliveryNamespace is where a consumer's key is delivered.
+func deliveryNamespace(ks *apiwardenv1alpha1.APIKeySet, c apiwardenv1alpha1.Consumer) string {
+	if c.SecretRef != nil && c.SecretRef.Namespace != "" {
+		return c.SecretRef.Namespace
+	}
+	return ks.Namespace
+}
+
+// ownerValue identifies an APIKeySet on the Secrets it delivers: owner
+// references cannot cross namespaces, so Secrets in other namespaces carry
+// this annotation instead (and same-namespace ones carry it too).
+func ownerValue(ks *apiwardenv1alpha1.APIKeySet) string {
+	return ks.Namespace + "/" + ks.Name + "/" + string(ks.UID)
+}
+
+// deliveredBy reports whether apiwarden wrote s for ks.
+func deliveredBy(s metav1.Object, ks *apiwardenv1alpha1.APIKeySet) bool {
+	if s.GetNamespace() == ks.Namespace {
+		return metav1.IsControlledBy(s, ks)
+	}
+	return s.GetAnnotations()[keystore.AnnotationOwner] == ownerValue(ks)
+}
 
 func deliveryName(ks *apiwardenv1alpha1.APIKeySet, c apiwardenv1alpha1.Consumer) string {
 	if c.SecretRef != nil && c.SecretRef.Name != "" {
@@ -499,7 +660,7 @@ func (r *APIKeySetReconciler) writeHashStore(ctx context.Context, ks *apiwardenv
 }
 
 func (r *APIKeySetReconciler) deliver(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, c apiwardenv1alpha1.Consumer, key, id string, now time.Time, state keys.Consumer) error {
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ks.Namespace, Name: deliveryName(ks, c)}}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: deliveryNamespace(ks, c), Name: deliveryName(ks, c)}}
 	err := r.upsert(ctx, s, func() error {
 		if s.Labels == nil {
 			s.Labels = map[string]string{}
@@ -513,7 +674,11 @@ func (r *APIKeySetReconciler) deliver(ctx context.Context, ks *apiwardenv1alpha1
 		s.Annotations[keystore.AnnotationRotateRequest] = state.LastRotate
 		s.Annotations[keystore.AnnotationRevokeRequest] = state.LastRevoke
 		s.Type = corev1.SecretTypeOpaque
+		s.Annotations[keystore.AnnotationOwner] = ownerValue(ks)
 		s.Data = map[string][]byte{keystore.KeyField: []byte(key), keystore.KeyIDField: []byte(id)}
+		if s.Namespace != ks.Namespace {
+			return nil // owner references cannot cross namespaces: the finalizer cleans up
+		}
 		return controllerutil.SetControllerReference(ks, s, r.Scheme())
 	})
 	if err != nil {

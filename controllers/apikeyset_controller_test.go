@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/controllers"
@@ -395,7 +398,7 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 	}
 }
 
-func TestCrossNamespaceDeliveryIsRefused(t *testing.T) {
+func TestDeliveryRefusals(t *testing.T) {
 	ctx := context.Background()
 	newNamespace(t)
 	ks := &apiwardenv1alpha1.APIKeySet{
@@ -413,7 +416,7 @@ func TestCrossNamespaceDeliveryIsRefused(t *testing.T) {
 	eventually(t, "the Ready condition", func() bool {
 		_ = k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks)
 		c := meta.FindStatusCondition(ks.Status.Conditions, apiwardenv1alpha1.ConditionReady)
-		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "consumer remote gets no new key: delivery into another namespace") &&
+		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "consumer remote gets no new key: namespace elsewhere does not grant it: create a ReferenceGrant there from APIKeySet (group apiwarden.io) in namespace "+ns+" to Secret shop-keys-remote") &&
 			strings.Contains(c.Message, `consumer apiwarden-hashes gets no new key: its Secret "shop-keys-apiwarden-hashes" is already the hash store`) &&
 			strings.Contains(c.Message, `consumer twin gets no new key: its Secret "shop-keys-local" is already consumer local's`)
 	})
@@ -423,4 +426,92 @@ func TestCrossNamespaceDeliveryIsRefused(t *testing.T) {
 	if len(ks.Status.Consumers) != 1 || ks.Status.Consumers[0].Name != "local" {
 		t.Fatalf("a key was issued for the refused consumer: %+v", ks.Status.Consumers)
 	}
+}
+
+// TestCrossNamespaceDelivery: a key goes into another namespace only while a
+// ReferenceGrant there allows it; the Secret is found again by its owner
+// annotation, moved when the consumer's secretRef moves, and deleted with
+// the consumer and with the APIKeySet (through the finalizer).
+func TestCrossNamespaceDelivery(t *testing.T) {
+	ctx := context.Background()
+	newNamespace(t)
+	team := ns + "-team"
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: team}}); err != nil {
+		t.Fatal(err)
+	}
+	remoteSecret := func(name string) *corev1.Secret {
+		var s corev1.Secret
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: team, Name: name}, &s); err != nil {
+			return nil
+		}
+		return &s
+	}
+	wrong := gatewayv1.ObjectName("other")
+	grant := &gatewayv1.ReferenceGrant{
+		ObjectMeta: metav1.ObjectMeta{Namespace: team, Name: "keys-from-shop"},
+		Spec: gatewayv1.ReferenceGrantSpec{
+			From: []gatewayv1.ReferenceGrantFrom{{Group: "apiwarden.io", Kind: "APIKeySet", Namespace: gatewayv1.Namespace(ns)}},
+			To:   []gatewayv1.ReferenceGrantTo{{Group: "", Kind: "Secret", Name: &wrong}},
+		},
+	}
+	if err := k8s.Create(ctx, grant); err != nil {
+		t.Fatal(err)
+	}
+	ks := &apiwardenv1alpha1.APIKeySet{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop-keys", Namespace: ns},
+		Spec: apiwardenv1alpha1.APIKeySetSpec{Consumers: []apiwardenv1alpha1.Consumer{
+			{Name: "remote", SecretRef: &apiwardenv1alpha1.SecretDelivery{Namespace: team, Name: "orders-api-key"}},
+		}},
+	}
+	if err := k8s.Create(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a refusal naming the missing grant", func() bool {
+		_ = k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks)
+		c := meta.FindStatusCondition(ks.Status.Conditions, apiwardenv1alpha1.ConditionReady)
+		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "namespace "+team+" does not grant it")
+	})
+	if remoteSecret("orders-api-key") != nil {
+		t.Fatal("a key was delivered under a grant for another Secret name")
+	}
+	// Widen the grant to every Secret: the watch on ReferenceGrants delivers at once.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(grant), grant); err != nil {
+			return err
+		}
+		grant.Spec.To[0].Name = nil
+		return k8s.Update(ctx, grant)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "delivery into the granted namespace", func() bool { return remoteSecret("orders-api-key") != nil })
+	s := remoteSecret("orders-api-key")
+	if len(s.OwnerReferences) != 0 || s.Annotations[keystore.AnnotationOwner] == "" || s.Labels[keystore.LabelConsumer] != "remote" || len(s.Data[keystore.KeyField]) == 0 {
+		t.Fatalf("delivered Secret: ownerRefs=%v annotations=%v labels=%v", s.OwnerReferences, s.Annotations, s.Labels)
+	}
+	eventually(t, "the finalizer and Ready", func() bool {
+		_ = k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks)
+		c := meta.FindStatusCondition(ks.Status.Conditions, apiwardenv1alpha1.ConditionReady)
+		return slices.Contains(ks.Finalizers, controllers.Finalizer) && c != nil && c.Status == metav1.ConditionTrue
+	})
+	key := string(s.Data[keystore.KeyField])
+	// Deleting the remote Secret brings a new key back (found by annotation).
+	if err := k8s.Delete(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "redelivery", func() bool {
+		s := remoteSecret("orders-api-key")
+		return s != nil && string(s.Data[keystore.KeyField]) != key
+	})
+	// Moving the consumer's secretRef deletes the old Secret.
+	update(t, func(ks *apiwardenv1alpha1.APIKeySet) { ks.Spec.Consumers[0].SecretRef.Name = "orders-key" })
+	eventually(t, "the move", func() bool { return remoteSecret("orders-key") != nil && remoteSecret("orders-api-key") == nil })
+	// Deleting the APIKeySet deletes the remote Secret, then the APIKeySet goes.
+	if err := k8s.Delete(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "cleanup across namespaces", func() bool {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(ks), &apiwardenv1alpha1.APIKeySet{})
+		return remoteSecret("orders-key") == nil && apierrors.IsNotFound(err)
+	})
 }

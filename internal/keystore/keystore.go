@@ -35,6 +35,10 @@ const (
 	// LabelHashStore marks the Secret holding a key set's hashes; the authz
 	// service caches only Secrets with this label.
 	LabelHashStore = "apiwarden.io/hash-store"
+	// AnnotationOwner names, on a delivery Secret, the APIKeySet that wrote it
+	// as "<namespace>/<name>/<uid>": Secrets delivered into another namespace
+	// cannot carry an owner reference.
+	AnnotationOwner = "apiwarden.io/owner"
 	// AnnotationKeyID names, on a delivery Secret, the key it holds.
 	AnnotationKeyID = "apiwarden.io/key-id"
 	// AnnotationCreated, AnnotationRotateRequest and AnnotationRevokeRequest
