@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -59,6 +60,9 @@ type APIKeySetReconciler struct {
 	Namespace string
 	// Now returns the time; tests inject a clock.
 	Now func() time.Time
+	// DeliveryWorkers bounds the delivery Secrets written at once in one
+	// reconcile (default 8); 1 writes them one after the other.
+	DeliveryWorkers int
 }
 
 // SetupWithManager registers the reconciler.
@@ -189,7 +193,6 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 	}
 
-	type issuedKey struct{ key, id string }
 	issued := map[string]issuedKey{}
 	var spec []string
 	roles := map[string][]string{}
@@ -234,23 +237,7 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	// 2. Delivery. A consumer whose delivery fails keeps its previous state
 	//    this time and is retried; the others go on.
-	failed := map[string]string{}
-	for _, c := range deliverable {
-		k, ok := issued[c.Name]
-		if !ok {
-			continue
-		}
-		var cs keys.Consumer
-		for _, x := range next {
-			if x.Name == c.Name {
-				cs = x
-			}
-		}
-		if err := r.deliver(ctx, &ks, c, k.key, k.id, now, cs); err != nil {
-			failed[c.Name] = err.Error()
-			log.Error(err, "Delivering a key failed", "apikeyset", klog.KObj(&ks), "consumer", c.Name, "keyID", k.id)
-		}
-	}
+	failed := r.deliverAll(ctx, &ks, deliverable, issued, next, now)
 	if len(failed) > 0 {
 		next = revertFailed(next, state, failed)
 		var ok []keys.Event
@@ -284,6 +271,54 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		log.Info(e.Message, "apikeyset", klog.KObj(&ks), "consumer", e.Consumer, "keyID", e.KeyID)
 	}
 	return ctrl.Result{RequeueAfter: wait}, nil
+}
+
+type issuedKey struct{ key, id string }
+
+// deliverAll delivers the issued keys, up to DeliveryWorkers at a time (the
+// deliveries are independent; the hash store was written before and is
+// written again after all of them). It returns the consumers whose delivery
+// failed, with the reason.
+func (r *APIKeySetReconciler) deliverAll(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, deliverable []apiwardenv1alpha1.Consumer, issued map[string]issuedKey, next []keys.Consumer, now time.Time) map[string]string {
+	log := logf.FromContext(ctx)
+	byName := make(map[string]keys.Consumer, len(next))
+	for _, x := range next {
+		byName[x.Name] = x
+	}
+	var mu sync.Mutex
+	failed := map[string]string{}
+	one := func(c apiwardenv1alpha1.Consumer, k issuedKey) {
+		if err := r.deliver(ctx, ks, c, k.key, k.id, now, byName[c.Name]); err != nil {
+			mu.Lock()
+			failed[c.Name] = err.Error()
+			mu.Unlock()
+			log.Error(err, "Delivering a key failed", "apikeyset", klog.KObj(ks), "consumer", c.Name, "keyID", k.id)
+		}
+	}
+	workers := r.DeliveryWorkers
+	if workers <= 0 {
+		workers = 8
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, workers)
+	for _, c := range deliverable {
+		k, ok := issued[c.Name]
+		if !ok {
+			continue
+		}
+		if workers == 1 {
+			one(c, k) // in this goroutine: tests stop the reconciler mid-way
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			one(c, k)
+		}()
+	}
+	wg.Wait()
+	return failed
 }
 
 // unionState is every key valid before or after this pass, each with the

@@ -115,7 +115,7 @@ func (s *crashingStatus) Patch(ctx context.Context, obj client.Object, p client.
 func reconcile(t *testing.T, ns string, now time.Time, at int) (crashed bool, writes int, log []string) {
 	t.Helper()
 	cc := &crashingClient{Client: k8s, at: at}
-	r := &controllers.APIKeySetReconciler{Client: cc, Reader: k8s, Recorder: record.NewFakeRecorder(1000), Namespace: envNS, Now: func() time.Time { return now }}
+	r := &controllers.APIKeySetReconciler{Client: cc, Reader: k8s, Recorder: record.NewFakeRecorder(1000), Namespace: envNS, Now: func() time.Time { return now }, DeliveryWorkers: 1}
 	defer func() {
 		if v := recover(); v != nil {
 			if _, ok := v.(crash); !ok {

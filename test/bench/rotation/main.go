@@ -54,13 +54,13 @@ func (c *clock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.L
 
 func run(sets, consumers, workers int) error {
 	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel)))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	env, err := testenv.Start()
 	if err != nil {
 		return err
 	}
 	defer func() { _ = env.Stop() }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // stops the manager before the control plane
 	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		return err
