@@ -237,7 +237,7 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	// 2. Delivery. A consumer whose delivery fails keeps its previous state
 	//    this time and is retried; the others go on.
-	failed := r.deliverAll(ctx, &ks, deliverable, issued, next, now)
+	failed := r.deliverAll(ctx, &ks, deliverable, issued, next, delivered, now)
 	if len(failed) > 0 {
 		next = revertFailed(next, state, failed)
 		var ok []keys.Event
@@ -279,7 +279,7 @@ type issuedKey struct{ key, id string }
 // deliveries are independent; the hash store was written before and is
 // written again after all of them). It returns the consumers whose delivery
 // failed, with the reason.
-func (r *APIKeySetReconciler) deliverAll(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, deliverable []apiwardenv1alpha1.Consumer, issued map[string]issuedKey, next []keys.Consumer, now time.Time) map[string]string {
+func (r *APIKeySetReconciler) deliverAll(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, deliverable []apiwardenv1alpha1.Consumer, issued map[string]issuedKey, next []keys.Consumer, delivered map[string]*corev1.Secret, now time.Time) map[string]string {
 	log := logf.FromContext(ctx)
 	byName := make(map[string]keys.Consumer, len(next))
 	for _, x := range next {
@@ -288,7 +288,7 @@ func (r *APIKeySetReconciler) deliverAll(ctx context.Context, ks *apiwardenv1alp
 	var mu sync.Mutex
 	failed := map[string]string{}
 	one := func(c apiwardenv1alpha1.Consumer, k issuedKey) {
-		if err := r.deliver(ctx, ks, c, k.key, k.id, now, byName[c.Name]); err != nil {
+		if err := r.deliver(ctx, ks, c, k.key, k.id, now, byName[c.Name], delivered[c.Name]); err != nil {
 			mu.Lock()
 			failed[c.Name] = err.Error()
 			mu.Unlock()
@@ -375,6 +375,7 @@ func revertFailed(next, before []keys.Consumer, failed map[string]string) []keys
 func (r *APIKeySetReconciler) inspectDeliveries(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) (refused map[string]string, delivered map[string]*corev1.Secret, err error) {
 	refused, delivered = map[string]string{}, map[string]*corev1.Secret{}
 	owner := map[string]string{ks.Namespace + "/" + hashStoreName(ks): "the hash store", r.Namespace + "/" + keystore.PepperSecret: "the pepper"}
+	sc := &secretScan{r: r.Reader, keySet: ks.Name, ns: ks.Namespace}
 	for _, c := range ks.Spec.Consumers {
 		ns, name := deliveryNamespace(ks, c), deliveryName(ks, c)
 		where := ns + "/" + name
@@ -397,13 +398,12 @@ func (r *APIKeySetReconciler) inspectDeliveries(ctx context.Context, ks *apiward
 			continue
 		}
 		owner[where] = "consumer " + c.Name + "'s"
-		s := &corev1.Secret{}
-		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s)
-		if apierrors.IsNotFound(err) {
-			continue
-		}
+		s, err := sc.get(ctx, ns, name)
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading Secret %s: %w", where, err)
+			return nil, nil, err
+		}
+		if s == nil {
+			continue
 		}
 		if !deliveredBy(s, ks) || s.Labels[keystore.LabelConsumer] != c.Name {
 			refused[c.Name] = fmt.Sprintf("Secret %q exists and was not written by apiwarden for this consumer", secretRef(ks, ns, name))
@@ -412,6 +412,67 @@ func (r *APIKeySetReconciler) inspectDeliveries(ctx context.Context, ks *apiward
 		delivered[c.Name] = s
 	}
 	return refused, delivered, nil
+}
+
+// secretScan reads the delivery Secrets of a key set in its own namespace in
+// two requests — the names of every Secret there (metadata only) and, in
+// full, those labelled for the key set — instead of one GET per consumer.
+// Secrets in other namespaces are read one by one.
+type secretScan struct {
+	r          client.Reader
+	keySet, ns string
+	loaded     bool
+	names      map[string]bool
+	ours       map[string]*corev1.Secret
+}
+
+func (sc *secretScan) get(ctx context.Context, ns, name string) (*corev1.Secret, error) {
+	if ns != sc.ns {
+		s := &corev1.Secret{}
+		err := sc.r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s)
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading Secret %s/%s: %w", ns, name, err)
+		}
+		return s, nil
+	}
+	if !sc.loaded {
+		var meta metav1.PartialObjectMetadataList
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+		if err := sc.r.List(ctx, &meta, client.InNamespace(ns)); err != nil {
+			return nil, fmt.Errorf("listing Secrets in %s: %w", ns, err)
+		}
+		var full corev1.SecretList
+		if err := sc.r.List(ctx, &full, client.InNamespace(ns), client.MatchingLabels{keystore.LabelKeySet: sc.keySet}); err != nil {
+			return nil, fmt.Errorf("listing the delivery Secrets in %s: %w", ns, err)
+		}
+		sc.names, sc.ours = map[string]bool{}, map[string]*corev1.Secret{}
+		for _, m := range meta.Items {
+			sc.names[m.Name] = true
+		}
+		for i := range full.Items {
+			sc.ours[full.Items[i].Name] = &full.Items[i]
+		}
+		sc.loaded = true
+	}
+	if s := sc.ours[name]; s != nil {
+		return s, nil
+	}
+	if !sc.names[name] {
+		return nil, nil
+	}
+	// Someone else's Secret (or one created since the lists): read it.
+	s := &corev1.Secret{}
+	err := sc.r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", ns, name, err)
+	}
+	return s, nil
 }
 
 // secretRef names a Secret as messages show it: bare in the APIKeySet's
@@ -694,9 +755,16 @@ func (r *APIKeySetReconciler) writeHashStore(ctx context.Context, ks *apiwardenv
 	return nil
 }
 
-func (r *APIKeySetReconciler) deliver(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, c apiwardenv1alpha1.Consumer, key, id string, now time.Time, state keys.Consumer) error {
+// deliver writes a key to the consumer's Secret. existing is the Secret as
+// inspectDeliveries read it (nil when there was none): it is updated from
+// that read, and a concurrent change fails the write with a conflict, which
+// counts as a failed delivery and is retried.
+func (r *APIKeySetReconciler) deliver(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, c apiwardenv1alpha1.Consumer, key, id string, now time.Time, state keys.Consumer, existing *corev1.Secret) error {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: deliveryNamespace(ks, c), Name: deliveryName(ks, c)}}
-	err := r.upsert(ctx, s, func() error {
+	if existing != nil {
+		s = existing.DeepCopy()
+	}
+	err := r.write(ctx, s, existing != nil, func() error {
 		if s.Labels == nil {
 			s.Labels = map[string]string{}
 		}
@@ -728,19 +796,21 @@ func (r *APIKeySetReconciler) deliver(ctx context.Context, ks *apiwardenv1alpha1
 // Secret through the cache.
 func (r *APIKeySetReconciler) upsert(ctx context.Context, s *corev1.Secret, mutate func() error) error {
 	err := r.Reader.Get(ctx, client.ObjectKeyFromObject(s), s)
-	switch {
-	case apierrors.IsNotFound(err):
-		if err := mutate(); err != nil {
-			return err
-		}
-		return r.Create(ctx, s)
-	case err != nil:
+	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
+	return r.write(ctx, s, err == nil, mutate)
+}
+
+// write applies mutate to s, then updates it when it exists, else creates it.
+func (r *APIKeySetReconciler) write(ctx context.Context, s *corev1.Secret, exists bool, mutate func() error) error {
 	if err := mutate(); err != nil {
 		return err
 	}
-	return r.Update(ctx, s)
+	if exists {
+		return r.Update(ctx, s)
+	}
+	return r.Create(ctx, s)
 }
 
 func stateFromStatus(st apiwardenv1alpha1.APIKeySetStatus) []keys.Consumer {

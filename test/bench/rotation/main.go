@@ -112,6 +112,15 @@ func run(sets, consumers, workers int) error {
 	total := sets * consumers
 	fmt.Printf("%d APIKeySets x %d consumers = %d keys; %d concurrent reconciles; GOMAXPROCS %d\n\n", sets, consumers, total, workers, runtime.GOMAXPROCS(0))
 
+	// The floor: the same number of Secrets written straight to the
+	// apiserver, create then update, 32 at a time (4 reconciles x 8
+	// deliveries), with nothing else going on.
+	floorCreate, floorUpdate, err := floor(ctx, k8s, total, 32)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("floor:    %d Secrets created in %.1f s, updated in %.1f s by a plain client, 32 in flight\n", total, floorCreate.Seconds(), floorUpdate.Seconds())
+
 	start := time.Now()
 	for s := range sets {
 		var cs []apiwardenv1alpha1.Consumer
@@ -131,7 +140,7 @@ func run(sets, consumers, workers int) error {
 		return err
 	}
 	issue := time.Since(start)
-	fmt.Printf("issue:    %d keys delivered and accepted by the authz service in %.1f s (%.0f keys/s)\n", total, issue.Seconds(), float64(total)/issue.Seconds())
+	fmt.Printf("issue:    %d keys delivered and accepted by the authz service in %.1f s (%.0f keys/s; %.2fx the floor's creates)\n", total, issue.Seconds(), float64(total)/issue.Seconds(), issue.Seconds()/floorCreate.Seconds())
 
 	// Every key is due: move the clock and wake each set.
 	fake.offset.Add(int64(24*time.Hour + time.Second))
@@ -155,7 +164,7 @@ func run(sets, consumers, workers int) error {
 		return err
 	}
 	rot := time.Since(start)
-	fmt.Printf("rotation: %d keys replaced, delivered and accepted in %.1f s (%.0f keys/s); old keys still accepted (grace)\n", total, rot.Seconds(), float64(total)/rot.Seconds())
+	fmt.Printf("rotation: %d keys replaced, delivered and accepted in %.1f s (%.0f keys/s; %.2fx the floor's updates); old keys still accepted (grace)\n", total, rot.Seconds(), float64(total)/rot.Seconds(), rot.Seconds()/floorUpdate.Seconds())
 	// The old keys are in grace.
 	refused := 0
 	for i, k := range first {
@@ -191,6 +200,32 @@ func waitAccepted(ctx context.Context, k8s client.Client, store *authz.Store, fa
 		old[p.id] = true
 	}
 	deadline := time.Now().Add(10 * time.Minute)
+	// Poll the 40-odd APIKeySets' status, not the 10,000 Secrets: listing
+	// those every few hundred milliseconds would load the apiserver more than
+	// the controller does.
+	for {
+		var sets apiwardenv1alpha1.APIKeySetList
+		if err := k8s.List(ctx, &sets, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+		active := 0
+		for _, ks := range sets.Items {
+			for _, c := range ks.Status.Consumers {
+				for _, k := range c.Keys {
+					if k.State == apiwardenv1alpha1.KeyStateActive && !old[k.ID] {
+						active++
+					}
+				}
+			}
+		}
+		if active == total {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("timed out: %d of %d new active keys in status", active, total)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	for {
 		var list corev1.SecretList
 		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
@@ -228,4 +263,62 @@ func waitAccepted(ctx context.Context, k8s client.Client, store *authz.Store, fa
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// floor writes n Secrets like delivery Secrets, then updates each, with c
+// writers, and deletes the namespace's Secrets afterwards.
+func floor(ctx context.Context, k8s client.Client, n, c int) (create, update time.Duration, err error) {
+	ns := "floor"
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return 0, 0, err
+	}
+	secret := func(i int, v string) *corev1.Secret {
+		return &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("s-%d", i), Labels: map[string]string{keystore.LabelKeySet: "x", keystore.LabelConsumer: "c"},
+				Annotations: map[string]string{keystore.AnnotationKeyID: "k0123456789ab", keystore.AnnotationCreated: time.Now().UTC().Format(time.RFC3339)}},
+			Data: map[string][]byte{keystore.KeyField: []byte("bench_" + v), keystore.KeyIDField: []byte("k0123456789ab")},
+		}
+	}
+	do := func(f func(i int) error) (time.Duration, error) {
+		start := time.Now()
+		var next atomic.Int64
+		var firstErr atomic.Value
+		var wg sync.WaitGroup
+		for range c {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= n {
+						return
+					}
+					if err := f(i); err != nil {
+						firstErr.CompareAndSwap(nil, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if e, _ := firstErr.Load().(error); e != nil {
+			return 0, e
+		}
+		return time.Since(start), nil
+	}
+	if create, err = do(func(i int) error { return k8s.Create(ctx, secret(i, "a")) }); err != nil {
+		return 0, 0, err
+	}
+	update, err = do(func(i int) error {
+		var s corev1.Secret
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("s-%d", i)}, &s); err != nil {
+			return err
+		}
+		s.Data = secret(i, "b").Data
+		return k8s.Update(ctx, &s)
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return create, update, k8s.DeleteAllOf(ctx, &corev1.Secret{}, client.InNamespace(ns))
 }
