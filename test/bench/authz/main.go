@@ -57,6 +57,7 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 3, "alternating floor/apiwarden rounds per setting; the median by throughput is reported")
 	flag.StringVar(&conc, "concurrency", "1,8,64", "client concurrencies")
 	flag.IntVar(&cfg.rate, "rate", 2000, "offered load (checks/s) of the fixed-rate latency measurement with 8 clients; 0 skips it")
+	withAuthorino := flag.Bool("authorino", false, "compare with Authorino (built once by hack/authorino.sh) over gRPC instead, both in their own processes against an envtest apiserver; -consumers defaults to 1000 there")
 	flag.Parse()
 	for _, c := range strings.Split(conc, ",") {
 		var n int
@@ -66,7 +67,14 @@ func main() {
 		}
 		cfg.concurrency = append(cfg.concurrency, n)
 	}
-	if err := run(cfg); err != nil {
+	runner := run
+	if *withAuthorino {
+		runner = runAuthorino
+		if !flagSet("consumers") {
+			cfg.consumers = 1000
+		}
+	}
+	if err := runner(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -173,7 +181,7 @@ func seed(n int) (*authz.Store, []string, error) {
 		return nil, nil, err
 	}
 	store.UpsertPolicy(&apiwardenv1alpha1.APIPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "orders"},
 		Spec: apiwardenv1alpha1.APIPolicySpec{
 			Authentication: &apiwardenv1alpha1.Authentication{APIKey: &apiwardenv1alpha1.APIKeyAuthentication{KeySetRefs: []apiwardenv1alpha1.LocalObjectReference{{Name: "clients"}}, Header: "X-API-Key"}},
 			Authorization: &apiwardenv1alpha1.Authorization{Rules: []apiwardenv1alpha1.AuthorizationRule{
@@ -200,7 +208,7 @@ func seed(n int) (*authz.Store, []string, error) {
 	}
 	yes := true
 	if err := store.UpsertHashStore(&corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: keystore.HashStoreName("clients"),
+		ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: keystore.HashStoreName("clients"),
 			Labels:          map[string]string{keystore.LabelKeySet: "clients", keystore.LabelHashStore: "true"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apiwarden.io/v1alpha1", Kind: "APIKeySet", Name: "clients", UID: "x", Controller: &yes}}},
 		Data: map[string][]byte{keystore.HashesField: raw},
@@ -242,7 +250,7 @@ func serveHTTP(h http.Handler) (string, func(), error) {
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String() + authz.ForwardAuthPrefix + "shop/orders", func() { _ = srv.Close() }, nil
+	return "http://" + ln.Addr().String() + authz.ForwardAuthPrefix + "bench/orders", func() { _ = srv.Close() }, nil
 }
 
 type result struct {
@@ -331,14 +339,7 @@ func loadGRPC(addr string, apiKeys []string, n, c, rate int) (result, error) {
 	}
 	reqs := make([]*authv3.CheckRequest, len(apiKeys))
 	for i, k := range apiKeys {
-		reqs[i] = &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-			Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000}}}}},
-			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-				Method: "GET", Path: "/orders/42?expand=items", Host: "api.example.com", Scheme: "https", Protocol: "HTTP/1.1",
-				Headers: map[string]string{":authority": "api.example.com", ":method": "GET", ":path": "/orders/42?expand=items", "x-api-key": k, "user-agent": "bench/1.0", "accept": "application/json", "x-request-id": "6a4e1c8e-3f0b-4a4e-9f51-6a1f0e2b7c11"},
-			}},
-			ContextExtensions: map[string]string{authz.PolicyContextKey: "shop/orders"},
-		}}
+		reqs[i] = checkRequest(k)
 	}
 	return drivePaced(n, c, rate, func(w, i int) error {
 		resp, err := clients[w%len(clients)].Check(context.Background(), reqs[i%len(reqs)])
@@ -350,6 +351,10 @@ func loadGRPC(addr string, apiKeys []string, n, c, rate int) (result, error) {
 		}
 		return nil
 	})
+}
+
+func loadGRPCTo(addr string, apiKeys []string, n, c int) (result, error) {
+	return loadGRPC(addr, apiKeys, n, c, 0)
 }
 
 func loadHTTP(url string, apiKeys []string, n, c, rate int) (result, error) {
@@ -375,4 +380,10 @@ func loadHTTP(url string, apiKeys []string, n, c, rate int) (result, error) {
 		}
 		return nil
 	})
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
