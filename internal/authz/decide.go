@@ -111,6 +111,7 @@ type Result struct {
 	Rule string
 
 	policy *policy
+	entry  *keyEntry
 }
 
 // KeyHeader is the header that carried the key, in canonical and lower-case
@@ -287,7 +288,7 @@ func (s *Store) check(in *Input, now time.Time) Result {
 		r.Code = KeyUnknown
 		return r
 	}
-	r.Consumer, r.KeyID = e.consumer, e.id
+	r.Consumer, r.KeyID, r.entry = e.consumer, e.id, e
 	if e.notAfter != 0 && now.UnixNano() >= e.notAfter {
 		r.Code = KeyExpired
 		return r

@@ -101,22 +101,48 @@ var (
 )
 
 func grpcResponse(res *Result) *authv3.CheckResponse {
-	if res.Code == Allowed {
-		ok := &authv3.OkHttpResponse{Headers: []*corev3.HeaderValueOption{
-			header("x-apiwarden-consumer", res.Consumer),
-			header("x-apiwarden-key-id", res.KeyID),
-		}}
-		if _, lower := res.KeyHeader(); lower != "" {
-			ok.HeadersToRemove = []string{lower}
+	if res.Code == Allowed && res.DryRun == Allowed && res.entry != nil {
+		// The allowed response depends only on the key and the policy's
+		// header: build it once per key and reuse it (messages are only
+		// read while being marshalled, so sharing them is safe).
+		_, lower := res.KeyHeader()
+		if c := res.entry.okResp.Load(); c != nil && c.header == lower {
+			return c.resp
 		}
-		if res.DryRun != Allowed {
-			ok.Headers = append(ok.Headers, header("x-apiwarden-dry-run", res.DryRun.String()))
-		} else {
-			// A client must not be able to pretend a DryRun verdict.
-			ok.HeadersToRemove = append(ok.HeadersToRemove, "x-apiwarden-dry-run")
-		}
-		return &authv3.CheckResponse{Status: okStatus, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok}}
+		resp := buildOK(res)
+		res.entry.okResp.Store(&cachedOK{header: lower, resp: resp})
+		return resp
 	}
+	if res.Code == Allowed {
+		return buildOK(res)
+	}
+	return buildDenied(res)
+}
+
+// cachedOK is an allowed response kept on a key entry.
+type cachedOK struct {
+	header string
+	resp   *authv3.CheckResponse
+}
+
+func buildOK(res *Result) *authv3.CheckResponse {
+	ok := &authv3.OkHttpResponse{Headers: []*corev3.HeaderValueOption{
+		header("x-apiwarden-consumer", res.Consumer),
+		header("x-apiwarden-key-id", res.KeyID),
+	}}
+	if _, lower := res.KeyHeader(); lower != "" {
+		ok.HeadersToRemove = []string{lower}
+	}
+	if res.DryRun != Allowed {
+		ok.Headers = append(ok.Headers, header("x-apiwarden-dry-run", res.DryRun.String()))
+	} else {
+		// A client must not be able to pretend a DryRun verdict.
+		ok.HeadersToRemove = append(ok.HeadersToRemove, "x-apiwarden-dry-run")
+	}
+	return &authv3.CheckResponse{Status: okStatus, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok}}
+}
+
+func buildDenied(res *Result) *authv3.CheckResponse {
 	status := res.Code.Status()
 	denied := &authv3.DeniedHttpResponse{
 		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},

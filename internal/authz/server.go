@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -214,7 +215,8 @@ func (s *Service) Start(ctx context.Context) error {
 	errc := make(chan error, 2)
 	var gs *grpc.Server
 	if s.grpcLn != nil {
-		opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(1 << 20)}
+		// Stream workers reuse goroutines instead of starting one per call.
+		opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(1 << 20), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0)))}
 		if tlsConf != nil {
 			opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConf)))
 		}

@@ -53,6 +53,7 @@ type keyEntry struct {
 	roles    []string
 	notAfter int64 // UnixNano; 0 when the key does not expire
 	usage    *usage
+	okResp   atomic.Pointer[cachedOK] // the gRPC allowed response, built on first use
 }
 
 // usage counts the uses of one key on this replica.
