@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -318,6 +320,52 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("allowed %q %q with a key that is not app's or a path not in normal form", method, path)
 		}
 		if strings.Contains(r.Body(), key) && len(key) > 8 {
+			t.Fatal("the body quotes the key")
+		}
+	})
+}
+
+// FuzzForwardAuth sends arbitrary forwarded requests through the HTTP
+// handler: it must never panic, always answer with a known status, and allow
+// only app's key on a path in normal form.
+func FuzzForwardAuth(f *testing.F) {
+	s, k := newTestStore(f, testPolicy(func(p *apiwardenv1alpha1.APIPolicySpec) {
+		p.Authorization = &apiwardenv1alpha1.Authorization{Rules: []apiwardenv1alpha1.AuthorizationRule{{Name: "r", Action: apiwardenv1alpha1.AuthorizationActionAllow, Paths: []apiwardenv1alpha1.PathMatch{{Value: "/a"}}}}}
+	}), testKey{consumer: "app"})
+	h := HTTPHandler(s, time.Now)
+	f.Add("/v1/forward-auth/shop/orders", "GET", "/a?x=1", "", k["app"])
+	f.Add("/v1/forward-auth/shop/orders", "", "", "https://h/a/../b?api_key=1", k["app"])
+	f.Add("/v1/forward-auth//", "POST", "%%", "http://", "x")
+	f.Fuzz(func(t *testing.T, target, method, uri, original, key string) {
+		if !strings.HasPrefix(target, "/") || strings.ContainsAny(target, " \r\n\t#?") {
+			return
+		}
+		if _, err := url.ParseRequestURI(target); err != nil {
+			return // not a request the HTTP server would hand to the handler
+		}
+		r := httptest.NewRequest(http.MethodGet, "http://authz"+target, nil)
+		if method != "" {
+			r.Header["X-Forwarded-Method"] = []string{method}
+		}
+		if uri != "" {
+			r.Header["X-Forwarded-Uri"] = []string{uri}
+		}
+		if original != "" {
+			r.Header["X-Original-Url"] = []string{original}
+		}
+		r.Header["X-Api-Key"] = []string{key}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		switch w.Code {
+		case 200:
+			if key != k["app"] {
+				t.Fatalf("allowed a key that is not app's")
+			}
+		case 400, 401, 403, 404:
+		default:
+			t.Fatalf("status %d", w.Code)
+		}
+		if len(key) > 8 && strings.Contains(w.Body.String(), key) {
 			t.Fatal("the body quotes the key")
 		}
 	})

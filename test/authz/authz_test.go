@@ -20,6 +20,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -52,6 +54,7 @@ var (
 	grpcConn *grpc.ClientConn
 	checker  authv3.AuthorizationClient
 	logs     testenv.Buffer
+	registry = prometheus.NewRegistry()
 	envNS    = "apiwarden-system"
 	runs     int
 )
@@ -88,7 +91,7 @@ func runMain(m *testing.M) int {
 	}
 	svc, err = authz.Setup(ctx, mgr, authz.Options{
 		Namespace: envNS, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		UsageInterval: 300 * time.Millisecond, FailureThreshold: 5, Now: fake.Now,
+		UsageInterval: 300 * time.Millisecond, FailureThreshold: 5, Now: fake.Now, Registerer: registry,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -486,6 +489,19 @@ func TestNoKeyInLogsOrEvents(t *testing.T) {
 	for _, e := range events.Items {
 		evText.WriteString(e.Message + "\n" + e.Reason + "\n")
 	}
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var metricsText strings.Builder
+	for _, mf := range families {
+		if _, err := expfmt.MetricFamilyToText(&metricsText, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !strings.Contains(metricsText.String(), `apiwarden_authz_checks_total{protocol="http",result="key_in_query"}`) {
+		t.Fatalf("the metrics do not count the refusals:\n%s", metricsText.String())
+	}
 	seenMu.Lock()
 	defer seenMu.Unlock()
 	n := len(seenKeys)
@@ -495,6 +511,9 @@ func TestNoKeyInLogsOrEvents(t *testing.T) {
 		}
 		if strings.Contains(evText.String(), k) {
 			t.Error("a key appears in an Event")
+		}
+		if strings.Contains(metricsText.String(), k) {
+			t.Error("a key appears in the metrics")
 		}
 	}
 	if n == 0 || len(events.Items) == 0 {
