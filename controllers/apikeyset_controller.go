@@ -428,15 +428,7 @@ type secretScan struct {
 
 func (sc *secretScan) get(ctx context.Context, ns, name string) (*corev1.Secret, error) {
 	if ns != sc.ns {
-		s := &corev1.Secret{}
-		err := sc.r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s)
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading Secret %s/%s: %w", ns, name, err)
-		}
-		return s, nil
+		return sc.read(ctx, ns, name)
 	}
 	if !sc.loaded {
 		var meta metav1.PartialObjectMetadataList
@@ -464,6 +456,11 @@ func (sc *secretScan) get(ctx context.Context, ns, name string) (*corev1.Secret,
 		return nil, nil
 	}
 	// Someone else's Secret (or one created since the lists): read it.
+	return sc.read(ctx, ns, name)
+}
+
+// read gets one Secret; nil when there is none.
+func (sc *secretScan) read(ctx context.Context, ns, name string) (*corev1.Secret, error) {
 	s := &corev1.Secret{}
 	err := sc.r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s)
 	if apierrors.IsNotFound(err) {
