@@ -130,21 +130,9 @@ func verifier(t *testing.T) *keys.Verifier {
 	if store == nil {
 		t.Fatal("no hash store")
 	}
-	var entries []keystore.HashEntry
-	if err := json.Unmarshal(store.Data[keystore.HashesField], &entries); err != nil {
+	es, err := keystore.Entries(store)
+	if err != nil {
 		t.Fatal(err)
-	}
-	var es []keys.Entry
-	for _, e := range entries {
-		h, err := keys.ParseHash(e.Hash)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ke := keys.Entry{Hash: h, Consumer: e.Consumer, Roles: e.Roles}
-		if e.NotAfter != nil {
-			ke.NotAfter = *e.NotAfter
-		}
-		es = append(es, ke)
 	}
 	v, err := keys.NewVerifier(pepper.Data[keystore.PepperField], es)
 	if err != nil {

@@ -94,18 +94,8 @@ func (s *Store) Observe(p Protocol, in *Input, r *Result, took time.Duration) {
 		return
 	}
 	s.failures.add(in.Client)
-	if r.Consumer != "" && s.metrics != nil && r.policy != nil {
-		ns, set := s.keySetOf(r)
-		s.metrics.consumerFailures.WithLabelValues(ns, set, r.Consumer, code.String()).Inc()
+	if r.entry != nil && s.metrics != nil {
+		u := r.entry.usage
+		s.metrics.consumerFailures.WithLabelValues(u.namespace, u.keySet, r.Consumer, code.String()).Inc()
 	}
-}
-
-// keySetOf names the key set of the key a result identified.
-func (s *Store) keySetOf(r *Result) (namespace, keySet string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if u := s.usage[r.KeyID]; u != nil {
-		return u.namespace, u.keySet
-	}
-	return "", ""
 }

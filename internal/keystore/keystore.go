@@ -97,6 +97,24 @@ func Decode(s *corev1.Secret) ([]HashEntry, error) {
 	return entries, nil
 }
 
+// Entries decodes a hash store into the entries of a keys.Verifier.
+func Entries(s *corev1.Secret) ([]keys.Entry, error) {
+	hs, err := Decode(s)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]keys.Entry, 0, len(hs))
+	for _, e := range hs {
+		h, _ := keys.ParseHash(e.Hash) // Decode checked it
+		en := keys.Entry{Hash: h, Consumer: e.Consumer, Roles: e.Roles}
+		if e.NotAfter != nil {
+			en.NotAfter = *e.NotAfter
+		}
+		out = append(out, en)
+	}
+	return out, nil
+}
+
 // IsHashStoreOf reports whether s is the hash store that the APIKeySet
 // controller wrote for a key set: the right name, the label and a controller
 // reference to an APIKeySet of that name. It returns the key set's name.

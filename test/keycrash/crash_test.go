@@ -154,17 +154,9 @@ func verifier(t *testing.T, ns string) *keys.Verifier {
 	}
 	var entries []keys.Entry
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: keystore.HashStoreName("set")}, &store); err == nil {
-		es, err := keystore.Decode(&store)
-		if err != nil {
+		var err error
+		if entries, err = keystore.Entries(&store); err != nil {
 			t.Fatal(err)
-		}
-		for _, e := range es {
-			h, _ := keys.ParseHash(e.Hash)
-			en := keys.Entry{Hash: h, Consumer: e.Consumer}
-			if e.NotAfter != nil {
-				en.NotAfter = *e.NotAfter
-			}
-			entries = append(entries, en)
 		}
 	}
 	v, err := keys.NewVerifier(pepper.Data[keystore.PepperField], entries)

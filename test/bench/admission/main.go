@@ -23,6 +23,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/apiwarden/apiwarden/test/bench/load"
 	"net"
 	"net/http"
 	"os"
@@ -264,73 +265,33 @@ func reviewBody(obj runtime.Object) ([]byte, error) {
 	})
 }
 
-type result struct {
-	n        int
-	elapsed  time.Duration
-	p50, p99 time.Duration
-}
-
-func (r result) rps() float64 { return float64(r.n) / r.elapsed.Seconds() }
-
-// load sends at most cfg.requests reviews, for at most cfg.duration, from c
-// clients with keep-alive connections, and checks each answer allows.
-func load(cfg config, caPEM []byte, url string, body []byte, c int) (result, error) {
+// send posts reviews from cfg.clients workers, each with its own keep-alive
+// connection, at most cfg.requests of them for at most cfg.duration, and
+// checks each answer allows.
+func send(cfg config, caPEM []byte, url string, body []byte, c int) (load.Result, error) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	var (
-		next    atomic.Int64
-		mu      sync.Mutex
-		samples []time.Duration
-		firstEr error
-		wg      sync.WaitGroup
-	)
-	deadline := time.Now().Add(cfg.duration)
-	start := time.Now()
-	for range c {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: 1}
-			defer tr.CloseIdleConnections()
-			hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-			local := make([]time.Duration, 0, cfg.requests/c+1)
-			for next.Add(1) <= int64(cfg.requests) && time.Now().Before(deadline) {
-				t0 := time.Now()
-				resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
-				if err == nil {
-					var out admissionv1.AdmissionReview
-					err = json.NewDecoder(resp.Body).Decode(&out)
-					resp.Body.Close()
-					if err == nil && (out.Response == nil || !out.Response.Allowed) {
-						err = fmt.Errorf("review not allowed: %+v", out.Response)
-					}
-				}
-				if err != nil {
-					mu.Lock()
-					if firstEr == nil {
-						firstEr = err
-					}
-					mu.Unlock()
-					return
-				}
-				local = append(local, time.Since(t0))
-			}
-			mu.Lock()
-			samples = append(samples, local...)
-			mu.Unlock()
-		}()
+	clients := make([]*http.Client, c)
+	for w := range clients {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: 1}
+		defer tr.CloseIdleConnections()
+		clients[w] = &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	}
-	wg.Wait()
-	if firstEr != nil {
-		return result{}, firstEr
-	}
-	slices.Sort(samples)
-	r := result{n: len(samples), elapsed: time.Since(start)}
-	if len(samples) > 0 {
-		r.p50 = samples[len(samples)/2]
-		r.p99 = samples[len(samples)*99/100]
-	}
-	return r, nil
+	return load.Run(load.Options{Requests: cfg.requests, Clients: c, Duration: cfg.duration}, func(w, _ int) error {
+		resp, err := clients[w].Post(url, "application/json", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var out admissionv1.AdmissionReview
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return err
+		}
+		if out.Response == nil || !out.Response.Allowed {
+			return fmt.Errorf("review not allowed: %+v", out.Response)
+		}
+		return nil
+	})
 }
 
 func benchHTTPS(cfg config, caPEM []byte, floorURL, awURL string) error {
@@ -348,44 +309,29 @@ func benchHTTPS(cfg config, caPEM []byte, floorURL, awURL string) error {
 		// Warm both handlers and their connections, then measure them
 		// back to back so both see the same machine.
 		for _, u := range []string{floorURL, awURL} {
-			if _, err := load(config{requests: 200, duration: cfg.duration}, caPEM, u, body, c); err != nil {
+			if _, err := send(config{requests: 200, duration: cfg.duration}, caPEM, u, body, c); err != nil {
 				return err
 			}
 		}
 		// Three alternating rounds; each handler reports its median round.
-		var fs, as []result
+		var fs, as []load.Result
 		for range 3 {
-			f, err := load(cfg, caPEM, floorURL, body, c)
+			f, err := send(cfg, caPEM, floorURL, body, c)
 			if err != nil {
 				return fmt.Errorf("floor: %w", err)
 			}
-			a, err := load(cfg, caPEM, awURL, body, c)
+			a, err := send(cfg, caPEM, awURL, body, c)
 			if err != nil {
 				return fmt.Errorf("apiwarden: %w", err)
 			}
 			fs, as = append(fs, f), append(as, a)
 		}
-		f, a := medianByRate(fs), medianByRate(as)
-		fmt.Printf("| %d | %.0f | %s | %s | %.0f | %s | %s | %.2f |\n", c, f.rps(), us(f.p50), us(f.p99), a.rps(), us(a.p50), us(a.p99), a.rps()/f.rps())
+		f, a := load.Median(fs), load.Median(as)
+		fmt.Printf("| %d | %.0f | %s | %s | %.0f | %s | %s | %.2f |\n", c, f.Rate(), load.Micros(f.P50), load.Micros(f.P99), a.Rate(), load.Micros(a.P50), load.Micros(a.P99), a.Rate()/f.Rate())
 	}
 	fmt.Println()
 	return nil
 }
-
-func medianByRate(rs []result) result {
-	slices.SortFunc(rs, func(x, y result) int {
-		switch {
-		case x.rps() < y.rps():
-			return -1
-		case x.rps() > y.rps():
-			return 1
-		}
-		return 0
-	})
-	return rs[len(rs)/2]
-}
-
-func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d.Microseconds())) }
 
 func benchAPIServer(ctx context.Context, cfg config, restCfg *rest.Config, k8s client.Client, caPEM []byte, floorURL, awURL string, floorCalls, awCalls *atomic.Int64) error {
 	rc := rest.CopyConfig(restCfg)

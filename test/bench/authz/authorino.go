@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/apiwarden/apiwarden/test/bench/load"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,7 +202,7 @@ func runAuthorino(cfg config) error {
 	fmt.Println("| clients | Authorino checks/s | apiwarden checks/s | apiwarden / Authorino | Authorino p50 / p99 | apiwarden p50 / p99 |")
 	fmt.Println("|---|---|---|---|---|---|")
 	for _, c := range cfg.concurrency {
-		var aus, aws []result
+		var aus, aws []load.Result
 		for range cfg.rounds {
 			a, err := loadGRPCTo(auAddr, apiKeys, cfg.requests, c)
 			if err != nil {
@@ -213,8 +214,8 @@ func runAuthorino(cfg config) error {
 			}
 			aus, aws = append(aus, a), append(aws, w)
 		}
-		a, w := median(aus), median(aws)
-		fmt.Printf("| %d | %.0f | %.0f | %.2f | %s / %s | %s / %s |\n", c, a.rps(), w.rps(), w.rps()/a.rps(), us(a.p50), us(a.p99), us(w.p50), us(w.p99))
+		a, w := load.Median(aus), load.Median(aws)
+		fmt.Printf("| %d | %.0f | %.0f | %.2f | %s / %s | %s / %s |\n", c, a.Rate(), w.Rate(), w.Rate()/a.Rate(), load.Micros(a.P50), load.Micros(a.P99), load.Micros(w.P50), load.Micros(w.P99))
 	}
 	return nil
 }

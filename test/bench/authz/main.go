@@ -18,13 +18,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/apiwarden/apiwarden/test/bench/load"
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -117,9 +115,9 @@ func run(cfg config) error {
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, proto := range []string{"grpc", "http"} {
 		for _, c := range cfg.concurrency {
-			var floors, aws []result
+			var floors, aws []load.Result
 			for range cfg.rounds {
-				var f, a result
+				var f, a load.Result
 				if proto == "grpc" {
 					if f, err = loadGRPC(floorGRPC, apiKeys, cfg.requests, c, 0); err != nil {
 						return err
@@ -137,8 +135,8 @@ func run(cfg config) error {
 				}
 				floors, aws = append(floors, f), append(aws, a)
 			}
-			f, a := median(floors), median(aws)
-			fmt.Printf("| %s | %d | %.0f | %.0f | %.2f | %s / %s | %s / %s |\n", proto, c, f.rps(), a.rps(), a.rps()/f.rps(), us(f.p50), us(f.p99), us(a.p50), us(a.p99))
+			f, a := load.Median(floors), load.Median(aws)
+			fmt.Printf("| %s | %d | %.0f | %.0f | %.2f | %s / %s | %s / %s |\n", proto, c, f.Rate(), a.Rate(), a.Rate()/f.Rate(), load.Micros(f.P50), load.Micros(f.P99), load.Micros(a.P50), load.Micros(a.P99))
 		}
 	}
 	if cfg.rate <= 0 {
@@ -149,7 +147,7 @@ func run(cfg config) error {
 	fmt.Println("| front end | floor p50 / p99 | apiwarden p50 / p99 |")
 	fmt.Println("|---|---|---|")
 	for _, proto := range []string{"grpc", "http"} {
-		var f, a result
+		var f, a load.Result
 		if proto == "grpc" {
 			if f, err = loadGRPC(floorGRPC, apiKeys, n, 8, cfg.rate); err != nil {
 				return err
@@ -165,7 +163,7 @@ func run(cfg config) error {
 				return err
 			}
 		}
-		fmt.Printf("| %s | %s / %s | %s / %s |\n", proto, us(f.p50), us(f.p99), us(a.p50), us(a.p99))
+		fmt.Printf("| %s | %s / %s | %s / %s |\n", proto, load.Micros(f.P50), load.Micros(f.P99), load.Micros(a.P50), load.Micros(a.P99))
 	}
 	return nil
 }
@@ -253,86 +251,13 @@ func serveHTTP(h http.Handler) (string, func(), error) {
 	return "http://" + ln.Addr().String() + authz.ForwardAuthPrefix + "bench/orders", func() { _ = srv.Close() }, nil
 }
 
-type result struct {
-	n        int
-	elapsed  time.Duration
-	p50, p99 time.Duration
-}
-
-func (r result) rps() float64 { return float64(r.n) / r.elapsed.Seconds() }
-
-func median(rs []result) result {
-	slices.SortFunc(rs, func(a, b result) int {
-		switch {
-		case a.rps() < b.rps():
-			return -1
-		case a.rps() > b.rps():
-			return 1
-		}
-		return 0
-	})
-	return rs[len(rs)/2]
-}
-
-func us(d time.Duration) string { return fmt.Sprintf("%d µs", d.Microseconds()) }
-
-// drive runs n requests over c workers as fast as they go (closed loop) and
-// collects latencies.
-func drive(n, c int, do func(worker, i int) error) (result, error) {
-	return drivePaced(n, c, 0, do)
-}
-
-// drivePaced is drive with request i sent no earlier than start + i/rate
-// when rate > 0. Latency counts from the send: the sleep's wake-up delay (a
-// millisecond or more under load on 2 cores) belongs to the load generator,
-// not to the server.
-func drivePaced(n, c, rate int, do func(worker, i int) error) (result, error) {
-	lat := make([]time.Duration, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	start := time.Now()
-	for w := range c {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				t := time.Now()
-				if rate > 0 {
-					due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
-					if d := time.Until(due); d > 0 {
-						time.Sleep(d)
-					}
-					t = time.Now()
-				}
-				if err := do(w, i); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				lat[i] = time.Since(t)
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if err, _ := firstErr.Load().(error); err != nil {
-		return result{}, err
-	}
-	slices.Sort(lat)
-	return result{n: n, elapsed: elapsed, p50: lat[n/2], p99: lat[n*99/100]}, nil
-}
-
-func loadGRPC(addr string, apiKeys []string, n, c, rate int) (result, error) {
+func loadGRPC(addr string, apiKeys []string, n, c, rate int) (load.Result, error) {
 	conns := make([]*grpc.ClientConn, min(c, 4))
 	clients := make([]authv3.AuthorizationClient, len(conns))
 	for i := range conns {
 		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			return result{}, err
+			return load.Result{}, err
 		}
 		defer cc.Close()
 		conns[i], clients[i] = cc, authv3.NewAuthorizationClient(cc)
@@ -341,7 +266,7 @@ func loadGRPC(addr string, apiKeys []string, n, c, rate int) (result, error) {
 	for i, k := range apiKeys {
 		reqs[i] = checkRequest(k)
 	}
-	return drivePaced(n, c, rate, func(w, i int) error {
+	return load.Run(load.Options{Requests: n, Clients: c, Rate: rate}, func(w, i int) error {
 		resp, err := clients[w%len(clients)].Check(context.Background(), reqs[i%len(reqs)])
 		if err != nil {
 			return err
@@ -353,15 +278,15 @@ func loadGRPC(addr string, apiKeys []string, n, c, rate int) (result, error) {
 	})
 }
 
-func loadGRPCTo(addr string, apiKeys []string, n, c int) (result, error) {
+func loadGRPCTo(addr string, apiKeys []string, n, c int) (load.Result, error) {
 	return loadGRPC(addr, apiKeys, n, c, 0)
 }
 
-func loadHTTP(url string, apiKeys []string, n, c, rate int) (result, error) {
+func loadHTTP(url string, apiKeys []string, n, c, rate int) (load.Result, error) {
 	tr := &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	return drivePaced(n, c, rate, func(_, i int) error {
+	return load.Run(load.Options{Requests: n, Clients: c, Rate: rate}, func(_, i int) error {
 		req, err := http.NewRequest(http.MethodGet, url, nil)
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/apiwarden/apiwarden/test/bench/load"
 	"os"
 	"runtime"
 	"sync"
@@ -280,31 +281,8 @@ func floor(ctx context.Context, k8s client.Client, n, c int) (create, update tim
 		}
 	}
 	do := func(f func(i int) error) (time.Duration, error) {
-		start := time.Now()
-		var next atomic.Int64
-		var firstErr atomic.Value
-		var wg sync.WaitGroup
-		for range c {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= n {
-						return
-					}
-					if err := f(i); err != nil {
-						firstErr.CompareAndSwap(nil, err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		if e, _ := firstErr.Load().(error); e != nil {
-			return 0, e
-		}
-		return time.Since(start), nil
+		r, err := load.Run(load.Options{Requests: n, Clients: c}, func(_, i int) error { return f(i) })
+		return r.Elapsed, err
 	}
 	if create, err = do(func(i int) error { return k8s.Create(ctx, secret(i, "a")) }); err != nil {
 		return 0, 0, err
