@@ -51,10 +51,10 @@ func sectionMatches(ref apiwardenv1alpha1.PolicyTargetReference, section string)
 	return ref.SectionName == nil || *ref.SectionName == section
 }
 
-// older reports whether a was created before b, by name when created at the
+// Older reports whether a was created before b, by name when created at the
 // same time: the documented conflict rule is that at one level the older
 // policy wins.
-func older(a, b *apiwardenv1alpha1.APIPolicy) bool {
+func Older(a, b *apiwardenv1alpha1.APIPolicy) bool {
 	ta, tb := a.CreationTimestamp, b.CreationTimestamp
 	if !ta.Equal(&tb) {
 		return ta.Before(&tb)
@@ -90,7 +90,7 @@ func resolve(snap Snapshot, sc scope) effective {
 				eff.dryRun = append(eff.dryRun, c.Name)
 				continue
 			}
-			if p == nil || older(c, p) {
+			if p == nil || Older(c, p) {
 				p = c
 			}
 		}

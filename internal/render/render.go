@@ -1,0 +1,206 @@
+// Package render turns an APIPolicy into the configuration of a gateway. It
+// is pure: a Renderer is a function from (effective policy, target) to
+// objects, with no client I/O, so the controller and `apiwarden render` print
+// and apply exactly the same thing. Each gateway has its own package
+// (envoygateway, gatewayapi) behind the small Renderer interface.
+package render
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+)
+
+// Labels put on every rendered object. Pruning never relies on them (the
+// policy's status lists what was rendered), but they let operators find
+// apiwarden's objects with a selector.
+const (
+	// LabelManagedBy is set to ManagedBy on every rendered object.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedBy is the value of LabelManagedBy.
+	ManagedBy = "apiwarden"
+	// LabelPolicy holds the name of the APIPolicy an object was rendered
+	// for, or a hash of it when the name is longer than a label value may be.
+	LabelPolicy = "apiwarden.io/policy"
+	// FieldManager is the server-side apply field manager of rendered objects.
+	FieldManager = "apiwarden"
+)
+
+// AuthzService locates apiwarden's authz service, which verifies API keys
+// for the gateway (ext_authz over gRPC, forward-auth over HTTP).
+type AuthzService struct {
+	// Namespace and Name of the Service in front of the authz servers.
+	Namespace, Name string
+	// GRPCPort serves Envoy's ext_authz; HTTPPort serves forward-auth.
+	GRPCPort, HTTPPort int32
+}
+
+// DefaultAuthzService is the Service installed by config/default.
+var DefaultAuthzService = AuthzService{Namespace: "apiwarden-system", Name: "apiwarden-authz", GRPCPort: 9001, HTTPPort: 9002}
+
+// Input is what a Renderer needs for one target of one policy.
+type Input struct {
+	// Policy is the APIPolicy being rendered; rendered objects are named
+	// after it and owned by it.
+	Policy *apiwardenv1alpha1.APIPolicy
+	// Spec is the effective protection for the target: the policy's own
+	// fields, completed field by field by the Gateway-level policy of the
+	// target's parent Gateway (see Merge). For a Gateway target it is the
+	// policy's own spec.
+	Spec apiwardenv1alpha1.APIPolicySpec
+	// AuthPolicy names the policy, in the same namespace, whose
+	// authentication (and authorization) Spec carries: the Gateway-level
+	// policy when the route's policy inherits them, else Policy itself. The
+	// authz service is told to check requests against that policy. Empty
+	// means Policy.
+	AuthPolicy string
+	// Target is the targetRef being rendered.
+	Target apiwardenv1alpha1.PolicyTargetReference
+	// Object is the target object (an HTTPRoute, GRPCRoute, Gateway, Ingress
+	// or Service), read from the cluster or from the manifests given to the CLI.
+	Object client.Object
+	// Authz is where the authz service listens.
+	Authz AuthzService
+}
+
+// Note says what a rendered configuration does differently from the policy:
+// a field the gateway cannot enforce, or enforces another way.
+type Note struct {
+	// Field is the path of the APIPolicy field, such as "spec.request.allowedMethods".
+	Field string
+	// Message says what happens instead, in one sentence.
+	Message string
+}
+
+// Result is the output of a Renderer for one target.
+type Result struct {
+	// Objects are the objects to apply, with apiVersion, kind, namespace,
+	// name and labels set.
+	Objects []client.Object
+	// Unsupported lists fields the gateway cannot enforce as asked; the
+	// policy reports Enforced with reason PartiallyEnforced when it is not
+	// empty.
+	Unsupported []Note
+	// WouldBlock describes, for a DryRun policy, what Enforce mode would
+	// block and the rendered objects let through.
+	WouldBlock []string
+}
+
+// Renderer renders policies for one gateway.
+type Renderer interface {
+	// Name is the gateway's name as --gateway spells it, such as "envoy-gateway".
+	Name() string
+	// Kinds lists every kind the renderer can produce; their CRDs must be
+	// installed for the renderer to work.
+	Kinds() []schema.GroupVersionKind
+	// Supports reports whether the renderer can program a target of this
+	// group and kind.
+	Supports(group, kind string) bool
+	// Render renders one target. An error means the spec cannot be rendered
+	// as written (the policy reports Invalid); it never depends on I/O.
+	Render(in Input) (Result, error)
+}
+
+// ObjectName names a rendered object after its policy, target and purpose,
+// as "<policy>-<target kind>-<target name>[-<section>]-<suffix>" in lower
+// case. A name longer than maxLen keeps a readable prefix and ends with a hash
+// of the full name, so names stay unique and stable.
+func ObjectName(policy string, ref apiwardenv1alpha1.PolicyTargetReference, suffix string, maxLen int) string {
+	parts := []string{policy, strings.ToLower(ref.Kind), ref.Name}
+	if ref.SectionName != nil {
+		parts = append(parts, *ref.SectionName)
+	}
+	if suffix != "" {
+		parts = append(parts, suffix)
+	}
+	return Truncate(strings.Join(parts, "-"), maxLen)
+}
+
+// Truncate shortens name to maxLen characters, replacing the tail by the
+// first 10 hex digits of its SHA-256 so distinct names stay distinct.
+func Truncate(name string, maxLen int) string {
+	if len(name) <= maxLen {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	h := hex.EncodeToString(sum[:])[:10]
+	head := strings.TrimRight(name[:maxLen-len(h)-1], "-.")
+	return head + "-" + h
+}
+
+// Labels returns the labels of an object rendered for policy.
+func Labels(policy string) map[string]string {
+	return map[string]string{LabelManagedBy: ManagedBy, LabelPolicy: Truncate(policy, 63)}
+}
+
+// Merge returns the effective spec of a route-level policy: each protection
+// field comes from the route's policy when it sets it, and otherwise from the
+// Gateway-level policy (nil when the parent Gateway has none). This is the
+// same precedence the admission engine applies (internal/exposure), so what
+// is rendered is what was admitted. targetRefs and mode stay the route's.
+func Merge(route apiwardenv1alpha1.APIPolicySpec, gateway *apiwardenv1alpha1.APIPolicySpec) apiwardenv1alpha1.APIPolicySpec {
+	out := *route.DeepCopy()
+	if gateway == nil {
+		return out
+	}
+	g := gateway.DeepCopy()
+	if out.TLS == nil {
+		out.TLS = g.TLS
+	}
+	if out.Authentication == nil {
+		out.Authentication = g.Authentication
+		// Authorization rules name the consumers of an authentication, so
+		// they travel with it.
+		if out.Authorization == nil {
+			out.Authorization = g.Authorization
+		}
+	}
+	if out.RateLimit == nil {
+		out.RateLimit = g.RateLimit
+	}
+	if out.Request == nil {
+		out.Request = g.Request
+	}
+	if out.CORS == nil {
+		out.CORS = g.CORS
+	}
+	if out.Versioning == nil {
+		out.Versioning = g.Versioning
+	}
+	return out
+}
+
+// IsRoute reports whether group/kind is a Gateway API route apiwarden renders for.
+func IsRoute(group, kind string) bool {
+	return group == GatewayGroup && (kind == "HTTPRoute" || kind == "GRPCRoute")
+}
+
+// GatewayGroup is Gateway API's group.
+const GatewayGroup = "gateway.networking.k8s.io"
+
+// SortObjects orders rendered objects by kind then name, so output and
+// status are deterministic.
+func SortObjects(objs []client.Object) {
+	slices.SortStableFunc(objs, func(a, b client.Object) int {
+		ka, kb := a.GetObjectKind().GroupVersionKind().Kind, b.GetObjectKind().GroupVersionKind().Kind
+		if ka != kb {
+			if ka < kb {
+				return -1
+			}
+			return 1
+		}
+		switch {
+		case a.GetName() < b.GetName():
+			return -1
+		case a.GetName() > b.GetName():
+			return 1
+		}
+		return 0
+	})
+}
