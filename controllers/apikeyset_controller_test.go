@@ -27,6 +27,8 @@ import (
 	"github.com/apiwarden/apiwarden/controllers"
 	"github.com/apiwarden/apiwarden/internal/keys"
 	"github.com/apiwarden/apiwarden/internal/keystore"
+	"github.com/apiwarden/apiwarden/internal/render"
+	"github.com/apiwarden/apiwarden/internal/render/envoygateway"
 	"github.com/apiwarden/apiwarden/internal/testenv"
 )
 
@@ -49,6 +51,7 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 var (
+	env   *testenv.Environment
 	k8s   client.Client
 	fake  = &clock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
 	envNS = "apiwarden-system"
@@ -67,7 +70,8 @@ var logs testenv.Buffer
 func runMain(m *testing.M) int {
 	// Debug level: the most the manager can be made to log.
 	ctrl.SetLogger(zap.New(zap.WriteTo(&logs), zap.Level(zapcore.Level(-10))))
-	env, err := testenv.Start()
+	var err error
+	env, err = testenv.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -80,6 +84,12 @@ func runMain(m *testing.M) int {
 	}
 	r := &controllers.APIKeySetReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"), Namespace: envNS, Now: fake.Now}
 	if err := r.SetupWithManager(mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	pr := &controllers.APIPolicyReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"),
+		Renderer: envoygateway.Renderer{}, Authz: render.AuthzService{Namespace: envNS, Name: "apiwarden-authz", GRPCPort: 9001, HTTPPort: 9002}}
+	if err := pr.SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

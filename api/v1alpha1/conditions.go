@@ -52,3 +52,9 @@ const (
 	// ReasonAllCompliant: every governed object meets the baseline or is exempt.
 	ReasonAllCompliant = "AllCompliant"
 )
+
+const (
+	// ReasonUnsupportedTarget: the configured gateway cannot program this
+	// kind of target (admission still counts the policy for it).
+	ReasonUnsupportedTarget = "UnsupportedTarget"
+)

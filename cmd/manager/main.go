@@ -28,6 +28,8 @@ import (
 
 	"github.com/apiwarden/apiwarden/controllers"
 	"github.com/apiwarden/apiwarden/internal/authz"
+	"github.com/apiwarden/apiwarden/internal/render"
+	"github.com/apiwarden/apiwarden/internal/render/gateways"
 	"github.com/apiwarden/apiwarden/internal/scheme"
 	"github.com/apiwarden/apiwarden/internal/version"
 	"github.com/apiwarden/apiwarden/webhooks"
@@ -57,6 +59,8 @@ type options struct {
 	authzGRPCAddr           string
 	authzHTTPAddr           string
 	authzCertDir            string
+	gateway                 string
+	authzService            string
 	zap                     zap.Options
 }
 
@@ -76,6 +80,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.authzGRPCAddr, "authz-grpc-bind-address", ":9001", "Address of the authz role's Envoy ext_authz gRPC server; \"0\" turns it off.")
 	fs.StringVar(&o.authzHTTPAddr, "authz-http-bind-address", ":9002", "Address of the authz role's HTTP forward-auth server; \"0\" turns it off.")
 	fs.StringVar(&o.authzCertDir, "authz-cert-dir", "", "Directory holding tls.crt and tls.key for the authz servers; when empty they serve plaintext, for a mesh or NetworkPolicy-protected pod network.")
+	fs.StringVar(&o.gateway, "gateway", gateways.Default, "Gateway the APIPolicy controller programs: "+strings.Join(gateways.Names(), " or ")+".")
+	fs.StringVar(&o.authzService, "authz-service", "apiwarden-authz", "Name of the Service, in --namespace, in front of the authz servers (gRPC port 9001, HTTP port 9002); rendered gateway policies send ext_authz requests to it.")
 	fs.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for in-flight requests and reconciles on shutdown.")
 	o.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -100,6 +106,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if len(o.roles) == 0 {
 		return nil, fmt.Errorf("--roles: at least one of %s is required", strings.Join(allRoles, ", "))
+	}
+	if _, err := gateways.Get(o.gateway); err != nil {
+		return nil, fmt.Errorf("--gateway: %w", err)
 	}
 	if o.webhookPort < 1 || o.webhookPort > 65535 {
 		return nil, fmt.Errorf("--webhook-port: %d is not a TCP port", o.webhookPort)
@@ -170,6 +179,13 @@ func run(ctx context.Context, args []string) error {
 			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"), Namespace: o.namespace,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the APIKeySet controller: %w", err)
+		}
+		renderer, _ := gateways.Get(o.gateway)
+		if err := (&controllers.APIPolicyReconciler{
+			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"), Renderer: renderer,
+			Authz: render.AuthzService{Namespace: o.namespace, Name: o.authzService, GRPCPort: 9001, HTTPPort: 9002},
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the APIPolicy controller: %w", err)
 		}
 	}
 	if o.has(roleWebhook) {

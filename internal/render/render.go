@@ -11,8 +11,11 @@ import (
 	"slices"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 )
@@ -203,4 +206,23 @@ func SortObjects(objs []client.Object) {
 		}
 		return 0
 	})
+}
+
+// AuthzReferenceGrant lets the SecurityPolicies of namespace send ext_authz
+// requests to the authz Service, which lives in apiwarden's namespace:
+// Envoy Gateway honours a cross-namespace backendRef only when the target
+// namespace grants it.
+func AuthzReferenceGrant(namespace string, authz AuthzService) *gatewayv1.ReferenceGrant {
+	return &gatewayv1.ReferenceGrant{
+		TypeMeta: metav1.TypeMeta{APIVersion: gatewayv1.SchemeGroupVersion.String(), Kind: "ReferenceGrant"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      Truncate("apiwarden-authz-from-"+namespace, 253),
+			Namespace: authz.Namespace,
+			Labels:    map[string]string{LabelManagedBy: ManagedBy},
+		},
+		Spec: gatewayv1.ReferenceGrantSpec{
+			From: []gatewayv1.ReferenceGrantFrom{{Group: "gateway.envoyproxy.io", Kind: "SecurityPolicy", Namespace: gatewayv1.Namespace(namespace)}},
+			To:   []gatewayv1.ReferenceGrantTo{{Group: "", Kind: "Service", Name: ptr.To(gatewayv1.ObjectName(authz.Name))}},
+		},
+	}
 }

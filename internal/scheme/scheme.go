@@ -4,6 +4,7 @@ package scheme
 
 import (
 	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -19,5 +20,6 @@ func New() *runtime.Scheme {
 	utilruntime.Must(apiwardenv1alpha1.AddToScheme(s))
 	utilruntime.Must(gatewayv1.Install(s))
 	utilruntime.Must(certmanagerv1.AddToScheme(s))
+	utilruntime.Must(egv1a1.AddToScheme(s))
 	return s
 }

@@ -16,9 +16,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/apiwarden/apiwarden/internal/scheme"
 )
@@ -230,4 +232,65 @@ func WithWebhooks() Option {
 			LocalServingHost: "127.0.0.1",
 		}
 	}
+}
+
+// EnvoyGatewayKinds are the Envoy Gateway CRDs apiwarden renders into, by
+// file name in the module's chart.
+var EnvoyGatewayKinds = []string{"securitypolicies", "backendtrafficpolicies", "clienttrafficpolicies"}
+
+// EnvoyGatewayCRDs reads Envoy Gateway's CRDs for EnvoyGatewayKinds from the
+// github.com/envoyproxy/gateway module pinned in go.mod. The chart ships them
+// as Helm templates whose only template lines are an enable guard around the
+// document; those lines are dropped.
+func EnvoyGatewayCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	dir, err := ModuleDir("github.com/envoyproxy/gateway")
+	if err != nil {
+		return nil, err
+	}
+	var out []*apiextensionsv1.CustomResourceDefinition
+	for _, k := range EnvoyGatewayKinds {
+		path := filepath.Join(dir, "charts", "gateway-crds-helm", "templates", "generated", "gateway.envoyproxy.io_"+k+".yaml")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("testenv: reading Envoy Gateway CRD: %w", err)
+		}
+		var kept []string
+		for _, line := range strings.Split(string(data), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(line), "{{") {
+				kept = append(kept, line)
+			}
+		}
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := yaml.Unmarshal([]byte(strings.Join(kept, "\n")), crd); err != nil {
+			return nil, fmt.Errorf("testenv: decoding %s: %w", path, err)
+		}
+		if crd.Name == "" {
+			return nil, fmt.Errorf("testenv: %s holds no CRD", path)
+		}
+		out = append(out, crd)
+	}
+	return out, nil
+}
+
+// WithEnvoyGatewayCRDs installs Envoy Gateway's CRDs (EnvoyGatewayCRDs) with
+// the others at start.
+func WithEnvoyGatewayCRDs() Option {
+	return func(e *envtest.Environment, _ string) {
+		crds, err := EnvoyGatewayCRDs()
+		if err != nil {
+			panic(err)
+		}
+		e.CRDInstallOptions.CRDs = append(e.CRDInstallOptions.CRDs, crds...)
+	}
+}
+
+// InstallEnvoyGatewayCRDs installs Envoy Gateway's CRDs into a running
+// control plane and waits until they are served.
+func (e *Environment) InstallEnvoyGatewayCRDs() error {
+	crds, err := EnvoyGatewayCRDs()
+	if err != nil {
+		return err
+	}
+	_, err = envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{CRDs: crds})
+	return err
 }

@@ -1,0 +1,520 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/exposure"
+	"github.com/apiwarden/apiwarden/internal/render"
+)
+
+// indexPolicyTarget indexes APIPolicies by the "group/kind/namespace/name" of
+// each target (exposure.TargetKey.String).
+const indexPolicyTarget = "apiwarden.io/policy-target"
+
+// APIPolicyReconciler renders APIPolicies into the configuration of the
+// gateway (see package render) and applies it with server-side apply.
+//
+// Rendered objects are owned by their policy (garbage-collected with it) and
+// listed in its status; an object listed before and no longer rendered is
+// deleted. The controller starts without the Gateway API or the gateway's
+// CRDs: it watches CustomResourceDefinitions, reports GatewayNotInstalled
+// until they exist, then starts its route and Gateway watches and renders,
+// with no restart.
+type APIPolicyReconciler struct {
+	// Client reads from the manager's cache and writes to the apiserver.
+	Client client.Client
+	// Reader reads from the apiserver directly, for objects apiwarden does
+	// not cache (rendered objects, checked before they are pruned).
+	Reader client.Reader
+	// Cache is the manager's cache, for watches started after the Gateway
+	// API CRDs appear.
+	Cache cache.Cache
+	// Recorder emits Events on policies.
+	Recorder record.EventRecorder
+	// Renderer is the gateway apiwarden programs.
+	Renderer render.Renderer
+	// Authz is where apiwarden's authz service listens.
+	Authz render.AuthzService
+
+	ctrl       controller.Controller
+	mu         sync.Mutex
+	crds       map[string]bool // CRD names seen installed
+	gatewayAPI bool            // route and Gateway watches started
+	grants     sync.Map        // namespaces whose ReferenceGrant to the authz Service was applied
+}
+
+// crdName is the name of the CRD serving a kind: its plural, a dot, its group.
+func crdName(gvk schema.GroupVersionKind) string {
+	k := strings.ToLower(gvk.Kind)
+	switch {
+	case strings.HasSuffix(k, "y") && !strings.ContainsAny(k[len(k)-2:len(k)-1], "aeiou"):
+		k = k[:len(k)-1] + "ies"
+	default:
+		k += "s"
+	}
+	return k + "." + gvk.Group
+}
+
+var gatewayAPIKinds = []schema.GroupVersionKind{
+	gatewayv1.SchemeGroupVersion.WithKind("Gateway"),
+	gatewayv1.SchemeGroupVersion.WithKind("HTTPRoute"),
+	gatewayv1.SchemeGroupVersion.WithKind("GRPCRoute"),
+}
+
+// missingCRDs lists the CRDs the renderer needs that are not installed.
+func (r *APIPolicyReconciler) missingCRDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, gvk := range append(slices.Clone(gatewayAPIKinds), r.Renderer.Kinds()...) {
+		if n := crdName(gvk); !r.crds[n] && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// SetupWithManager registers the controller, its index and its watches.
+func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Reader == nil {
+		r.Reader = mgr.GetAPIReader()
+	}
+	if r.Cache == nil {
+		r.Cache = mgr.GetCache()
+	}
+	if r.Authz.Name == "" {
+		r.Authz = render.DefaultAuthzService
+	}
+	r.crds = map[string]bool{}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &apiwardenv1alpha1.APIPolicy{}, indexPolicyTarget, func(o client.Object) []string {
+		keys := exposure.PolicyTargetKeys(o.(*apiwardenv1alpha1.APIPolicy))
+		out := make([]string, len(keys))
+		for i, k := range keys {
+			out[i] = k.String()
+		}
+		return out
+	}); err != nil {
+		return fmt.Errorf("indexing APIPolicies by target: %w", err)
+	}
+	crd := &metav1.PartialObjectMetadata{}
+	crd.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+	c, err := ctrl.NewControllerManagedBy(mgr).
+		For(&apiwardenv1alpha1.APIPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&apiwardenv1alpha1.APIPolicy{}, handler.EnqueueRequestsFromMapFunc(r.relatedPolicies), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(crd, handler.EnqueueRequestsFromMapFunc(r.crdChanged), builder.OnlyMetadata).
+		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.targetPolicies)).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.targetPolicies)).
+		Named("apipolicy").
+		Build(r)
+	if err != nil {
+		return err
+	}
+	r.ctrl = c
+	return nil
+}
+
+// crdChanged records which CRDs exist; when one apiwarden needs appears or
+// goes, every policy is reconciled again, and once the Gateway API CRDs
+// exist the route and Gateway watches start.
+func (r *APIPolicyReconciler) crdChanged(ctx context.Context, o client.Object) []reconcile.Request {
+	name := o.GetName()
+	relevant := false
+	for _, gvk := range append(slices.Clone(gatewayAPIKinds), r.Renderer.Kinds()...) {
+		if crdName(gvk) == name {
+			relevant = true
+		}
+	}
+	if !relevant {
+		return nil
+	}
+	exists := o.GetDeletionTimestamp() == nil
+	var live metav1.PartialObjectMetadata
+	live.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+	if err := r.Cache.Get(ctx, client.ObjectKey{Name: name}, &live); apierrors.IsNotFound(err) {
+		exists = false
+	}
+	r.mu.Lock()
+	changed := r.crds[name] != exists
+	r.crds[name] = exists
+	startWatches := !r.gatewayAPI
+	for _, gvk := range gatewayAPIKinds {
+		startWatches = startWatches && r.crds[crdName(gvk)]
+	}
+	if startWatches {
+		r.gatewayAPI = true
+	}
+	r.mu.Unlock()
+	if startWatches {
+		// Not from this handler: the controller holds its lock while its
+		// first sources sync, and this handler runs during that sync.
+		go func() {
+			if err := r.startGatewayAPIWatches(); err != nil {
+				logf.FromContext(ctx).Error(err, "Starting the Gateway API watches")
+				r.mu.Lock()
+				r.gatewayAPI = false
+				r.mu.Unlock()
+			}
+		}()
+	}
+	if !changed {
+		return nil
+	}
+	return r.allPolicies(ctx)
+}
+
+func (r *APIPolicyReconciler) startGatewayAPIWatches() error {
+	for _, o := range []client.Object{&gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{}, &gatewayv1.Gateway{}} {
+		if err := r.ctrl.Watch(source.Kind(r.Cache, o, handler.EnqueueRequestsFromMapFunc(r.targetPolicies))); err != nil {
+			return fmt.Errorf("watching %T: %w", o, err)
+		}
+	}
+	return nil
+}
+
+func (r *APIPolicyReconciler) allPolicies(ctx context.Context) []reconcile.Request {
+	var list apiwardenv1alpha1.APIPolicyList
+	if err := r.Client.List(ctx, &list); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing APIPolicies")
+		return nil
+	}
+	out := make([]reconcile.Request, len(list.Items))
+	for i := range list.Items {
+		out[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
+	}
+	return out
+}
+
+// policiesFor lists the policies that name a target, from the index.
+func (r *APIPolicyReconciler) policiesFor(ctx context.Context, k exposure.TargetKey) ([]*apiwardenv1alpha1.APIPolicy, error) {
+	var list apiwardenv1alpha1.APIPolicyList
+	if err := r.Client.List(ctx, &list, client.InNamespace(k.Namespace), client.MatchingFields{indexPolicyTarget: k.String()}); err != nil {
+		return nil, err
+	}
+	out := make([]*apiwardenv1alpha1.APIPolicy, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+// targetPolicies maps a target (route, Gateway, Ingress, Service) to the
+// policies naming it, and a Gateway also to the policies of the routes in
+// its namespace, whose effective spec inherits from it.
+func (r *APIPolicyReconciler) targetPolicies(ctx context.Context, o client.Object) []reconcile.Request {
+	kind, ok := exposure.KindOf(o)
+	if !ok {
+		return nil
+	}
+	group := render.GatewayGroup
+	switch kind {
+	case "Ingress":
+		group = networkingv1.GroupName
+	case "Service":
+		group = ""
+	}
+	ps, err := r.policiesFor(ctx, exposure.TargetKey{Group: group, Kind: kind, Namespace: o.GetNamespace(), Name: o.GetName()})
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Listing APIPolicies by target")
+		return nil
+	}
+	return requests(ps)
+}
+
+// relatedPolicies maps a changed policy to the other policies whose outcome
+// depends on it: those naming the same targets (conflicts), and, for a
+// Gateway-level policy, the route-level policies of its namespace.
+func (r *APIPolicyReconciler) relatedPolicies(ctx context.Context, o client.Object) []reconcile.Request {
+	p, ok := o.(*apiwardenv1alpha1.APIPolicy)
+	if !ok {
+		return nil
+	}
+	var out []*apiwardenv1alpha1.APIPolicy
+	onGateway := false
+	for _, k := range exposure.PolicyTargetKeys(p) {
+		onGateway = onGateway || (k.Group == render.GatewayGroup && k.Kind == "Gateway")
+		ps, err := r.policiesFor(ctx, k)
+		if err != nil {
+			logf.FromContext(ctx).Error(err, "Listing APIPolicies by target")
+			return nil
+		}
+		out = append(out, ps...)
+	}
+	if onGateway {
+		var list apiwardenv1alpha1.APIPolicyList
+		if err := r.Client.List(ctx, &list, client.InNamespace(p.Namespace)); err != nil {
+			logf.FromContext(ctx).Error(err, "Listing APIPolicies")
+			return nil
+		}
+		for i := range list.Items {
+			for _, ref := range list.Items[i].Spec.TargetRefs {
+				if render.IsRoute(ref.Group, ref.Kind) {
+					out = append(out, &list.Items[i])
+					break
+				}
+			}
+		}
+	}
+	reqs := requests(out)
+	return slices.DeleteFunc(reqs, func(q reconcile.Request) bool { return q.Name == p.Name && q.Namespace == p.Namespace })
+}
+
+func requests(ps []*apiwardenv1alpha1.APIPolicy) []reconcile.Request {
+	out := make([]reconcile.Request, 0, len(ps))
+	for _, p := range ps {
+		q := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Name}}
+		if !slices.Contains(out, q) {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// cacheLookup answers render.Lookup from the manager's cache.
+type cacheLookup struct {
+	ctx context.Context
+	r   *APIPolicyReconciler
+}
+
+func (l cacheLookup) Target(k exposure.TargetKey) (client.Object, error) {
+	var o client.Object
+	switch {
+	case k.Group == render.GatewayGroup && k.Kind == "HTTPRoute":
+		o = &gatewayv1.HTTPRoute{}
+	case k.Group == render.GatewayGroup && k.Kind == "GRPCRoute":
+		o = &gatewayv1.GRPCRoute{}
+	case k.Group == render.GatewayGroup && k.Kind == "Gateway":
+		o = &gatewayv1.Gateway{}
+	case k.Group == networkingv1.GroupName && k.Kind == "Ingress":
+		o = &networkingv1.Ingress{}
+	case k.Group == "" && k.Kind == "Service":
+		o = &corev1.Service{}
+	default:
+		return nil, nil
+	}
+	if err := l.r.Client.Get(l.ctx, client.ObjectKey{Namespace: k.Namespace, Name: k.Name}, o); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return o, nil
+}
+
+func (l cacheLookup) PoliciesFor(k exposure.TargetKey) []*apiwardenv1alpha1.APIPolicy {
+	ps, err := l.r.policiesFor(l.ctx, k)
+	if err != nil {
+		// The cache answers from memory; an error here is a programming
+		// error (a missing index), not a transient one.
+		panic(fmt.Sprintf("listing APIPolicies by target %s: %v", k, err))
+	}
+	return ps
+}
+
+// Reconcile renders one policy, applies what it renders, prunes what it
+// rendered before and no longer does, and writes status when it changed.
+func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	log := logf.FromContext(ctx)
+	var p apiwardenv1alpha1.APIPolicy
+	if err := r.Client.Get(ctx, req.NamespacedName, &p); err != nil {
+		// Deleted: the garbage collector removes what it owned.
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !p.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	st := newStatusBuilder(&p, r.Renderer.Name())
+	if missing := r.missingCRDs(); len(missing) > 0 {
+		st.notInstalled(missing)
+		return reconcile.Result{}, r.writeStatus(ctx, &p, st)
+	}
+	plans, err := render.Plan(&p, cacheLookup{ctx: ctx, r: r}, r.Renderer, r.Authz)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	var applyErr error
+	applied := map[apiwardenv1alpha1.RenderedObject]bool{}
+	for i := range plans {
+		tp := &plans[i]
+		if tp.Outcome != render.OutcomeRendered {
+			continue
+		}
+		if err := r.ensureAuthzGrant(ctx, &p, tp.Result.Objects); err != nil {
+			applyErr = err
+			st.applyFailed(i, err)
+			continue
+		}
+		for _, o := range tp.Result.Objects {
+			if err := r.apply(ctx, &p, o); err != nil {
+				applyErr = err
+				st.applyFailed(i, err)
+				break
+			}
+			applied[renderedRef(o)] = true
+		}
+	}
+	pruned, pruneErr := r.prune(ctx, &p, applied, applyErr == nil)
+	st.plans(plans, applied)
+	if err := r.writeStatus(ctx, &p, st); err != nil {
+		return reconcile.Result{}, err
+	}
+	for _, o := range pruned {
+		r.Recorder.Eventf(&p, corev1.EventTypeNormal, "Pruned", "Deleted %s %s, which the policy no longer renders", o.Kind, o.Name)
+	}
+	if applyErr != nil {
+		log.Error(applyErr, "Applying rendered objects")
+		return reconcile.Result{}, applyErr
+	}
+	return reconcile.Result{}, pruneErr
+}
+
+func renderedRef(o client.Object) apiwardenv1alpha1.RenderedObject {
+	gvk := o.GetObjectKind().GroupVersionKind()
+	return apiwardenv1alpha1.RenderedObject{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: o.GetName()}
+}
+
+// apply server-side applies o as field manager "apiwarden", owned by p. Only
+// the fields apiwarden sets are sent, so fields other managers own are kept.
+func (r *APIPolicyReconciler) apply(ctx context.Context, p *apiwardenv1alpha1.APIPolicy, o client.Object) error {
+	o.SetOwnerReferences([]metav1.OwnerReference{{
+		APIVersion: apiwardenv1alpha1.GroupVersion.String(), Kind: "APIPolicy", Name: p.Name, UID: p.UID,
+		Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+	}})
+	u, err := toUnstructured(o)
+	if err != nil {
+		return err
+	}
+	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+	}
+	return nil
+}
+
+// toUnstructured drops what the Go types add but apiwarden does not set
+// (creationTimestamp, status), so an apply never claims those fields.
+func toUnstructured(o client.Object) (*unstructured.Unstructured, error) {
+	data, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(data); err != nil {
+		return nil, err
+	}
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(u.Object, "status")
+	return u, nil
+}
+
+// ensureAuthzGrant applies, once per namespace and process, the
+// ReferenceGrant that lets SecurityPolicies of the policy's namespace send
+// ext_authz requests to the authz Service in apiwarden's namespace (Envoy
+// Gateway refuses a cross-namespace backendRef without one). Grants are not
+// pruned: they allow only that one Service, and other policies of the
+// namespace may rely on them.
+func (r *APIPolicyReconciler) ensureAuthzGrant(ctx context.Context, p *apiwardenv1alpha1.APIPolicy, objs []client.Object) error {
+	if p.Namespace == r.Authz.Namespace {
+		return nil
+	}
+	needs := false
+	for _, o := range objs {
+		if o.GetObjectKind().GroupVersionKind().Kind == "SecurityPolicy" {
+			if u, err := toUnstructured(o); err == nil {
+				if _, found, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "extAuth"); found {
+					needs = true
+				}
+			}
+		}
+	}
+	if !needs {
+		return nil
+	}
+	if _, done := r.grants.Load(p.Namespace); done {
+		return nil
+	}
+	g := render.AuthzReferenceGrant(p.Namespace, r.Authz)
+	u, err := toUnstructured(g)
+	if err != nil {
+		return err
+	}
+	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying ReferenceGrant %s/%s: %w", g.Namespace, g.Name, err)
+	}
+	r.grants.Store(p.Namespace, true)
+	return nil
+}
+
+// prune deletes the objects the status lists as rendered that this
+// reconcile did not apply. Before deleting, it checks that the object is
+// still owned by this policy, so an object a user took over is left alone.
+// When an apply failed, nothing is pruned (the status keeps listing what
+// exists).
+func (r *APIPolicyReconciler) prune(ctx context.Context, p *apiwardenv1alpha1.APIPolicy, applied map[apiwardenv1alpha1.RenderedObject]bool, ok bool) ([]apiwardenv1alpha1.RenderedObject, error) {
+	if !ok {
+		return nil, nil
+	}
+	var out []apiwardenv1alpha1.RenderedObject
+	for _, t := range p.Status.Targets {
+		for _, ro := range t.Rendered {
+			if applied[ro] || slices.Contains(out, ro) {
+				continue
+			}
+			gv, err := schema.ParseGroupVersion(ro.APIVersion)
+			if err != nil {
+				continue
+			}
+			live := &metav1.PartialObjectMetadata{}
+			live.SetGroupVersionKind(gv.WithKind(ro.Kind))
+			if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: ro.Name}, live); err != nil {
+				if apierrors.IsNotFound(err) {
+					continue
+				}
+				return out, fmt.Errorf("reading %s %s before pruning it: %w", ro.Kind, ro.Name, err)
+			}
+			if !ownedBy(live, p) {
+				continue
+			}
+			if err := r.Client.Delete(ctx, live, client.Preconditions{UID: ptr.To(live.UID)}); client.IgnoreNotFound(err) != nil {
+				return out, fmt.Errorf("pruning %s %s: %w", ro.Kind, ro.Name, err)
+			}
+			out = append(out, ro)
+		}
+	}
+	return out, nil
+}
+
+func ownedBy(o metav1.Object, p *apiwardenv1alpha1.APIPolicy) bool {
+	for _, ref := range o.GetOwnerReferences() {
+		if ref.UID == p.UID {
+			return true
+		}
+	}
+	return false
+}
