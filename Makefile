@@ -13,7 +13,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/apiwarden/apiwarden/internal/version.Version=$(VERSION)
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: help
+.PHONY: egctl help
 help: ## Show the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
@@ -64,8 +64,11 @@ envtest: ## Provide the kube-apiserver and etcd binaries (cache, setup-envtest, 
 	@bash hack/envtest-assets.sh >/dev/null
 
 .PHONY: test
-test: verify envtest ## Static checks, unit tests and envtest suites against a real kube-apiserver.
-	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" $(GO) test $(GO_TEST_FLAGS) ./...
+egctl: ## Provide Envoy Gateway's egctl (cache, or a build from the Go module proxy), for the renderer's peer check.
+	@bash hack/egctl.sh >/dev/null
+
+test: verify envtest egctl ## Static checks, unit tests, envtest suites against a real kube-apiserver, and egctl's peer check.
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" EGCTL="$$(bash hack/egctl.sh 2>/dev/null)" $(GO) test $(GO_TEST_FLAGS) ./...
 
 ##@ Build and run
 

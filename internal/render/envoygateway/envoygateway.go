@@ -276,20 +276,31 @@ func (b *builder) authorization() *egv1a1.Authorization {
 		}
 	}
 	defaultAllow := true
-	az := s.Authorization
 	jwtOnly := s.Authentication != nil && s.Authentication.JWT != nil && s.Authentication.APIKey == nil
-	if az != nil && jwtOnly {
-		if b.dryRun {
-			b.wouldBlock("requests that authorization rules refuse would be answered 403")
-		} else {
-			defaultAllow = az.DefaultAction == apiwardenv1alpha1.AuthorizationActionAllow
-			rules = append(rules, b.jwtRules(az)...)
+	if jwtOnly && !b.dryRun {
+		az := s.Authorization
+		if az == nil {
+			az = &apiwardenv1alpha1.Authorization{DefaultAction: apiwardenv1alpha1.AuthorizationActionAllow}
 		}
-	}
-	if !b.dryRun && jwtOnly {
-		// requiredClaims: a request whose token lacks them is refused
-		// before any rule, so they hold whatever the rules say.
-		rules = append(b.requiredClaimRules(), rules...)
+		defaultAllow = az.DefaultAction == apiwardenv1alpha1.AuthorizationActionAllow
+		rules = append(rules, b.jwtRules(az.Rules)...)
+		if defaultAllow && hasRequiredClaims(s.Authentication.JWT) {
+			// The default can no longer allow: a token must carry its
+			// provider's required claims, so the default becomes one Allow
+			// rule per provider that requires them, and Deny.
+			for _, prov := range s.Authentication.JWT.Providers {
+				for i, claims := range b.claimVariants("spec.authentication.jwt.providers["+prov.Name+"].requiredClaims", providerClaims(prov)) {
+					rules = append(rules, egv1a1.AuthorizationRule{
+						Name:      ptr.To(render.Truncate(fmt.Sprintf("apiwarden-default-%s-%d", prov.Name, i), 253)),
+						Action:    egv1a1.AuthorizationActionAllow,
+						Principal: &egv1a1.Principal{JWT: &egv1a1.JWTPrincipal{Provider: prov.Name, Claims: claims}},
+					})
+				}
+			}
+			defaultAllow = false
+		}
+	} else if s.Authorization != nil && jwtOnly {
+		b.wouldBlock("requests that authorization rules refuse would be answered 403")
 	}
 	if len(rules) == 0 {
 		return nil
@@ -319,75 +330,99 @@ func methodList(ms []apiwardenv1alpha1.HTTPMethod) string {
 	return strings.Join(q, ", ")
 }
 
-// requiredClaimRules refuses tokens that lack a provider's required claims.
-// A token is checked against the claims of the provider that verified it;
-// Envoy Gateway can only match claims that are present, so a provider with
-// required claims gets one Deny rule per claim, matching tokens of that
-// provider whose claim takes none of the required values, written in CEL over
-// the verified payload that jwt_authn leaves in the request's metadata.
-func (b *builder) requiredClaimRules() []egv1a1.AuthorizationRule {
-	var rules []egv1a1.AuthorizationRule
-	for _, p := range b.in.Spec.Authentication.JWT.Providers {
-		for _, c := range p.RequiredClaims {
-			rules = append(rules, egv1a1.AuthorizationRule{
-				Name:      ptr.To(render.Truncate("apiwarden-required-"+p.Name+"-"+c.Name, 253)),
-				Action:    egv1a1.AuthorizationActionDeny,
-				Principal: anyClient,
-				CEL:       ptr.To(egv1a1.CELExpression(requiredClaimCEL(p.Name, c))),
-			})
+func hasRequiredClaims(j *apiwardenv1alpha1.JWTAuthentication) bool {
+	for _, p := range j.Providers {
+		if len(p.RequiredClaims) > 0 {
+			return true
 		}
 	}
-	return rules
+	return false
 }
 
-// requiredClaimCEL is true when the token verified by provider lacks claim c
-// or holds none of its values (a string claim equal to one, or a list claim
-// containing one). Values are quoted as CEL string literals.
-func requiredClaimCEL(provider string, c apiwardenv1alpha1.ClaimRequirement) string {
-	payload := "metadata.filter_metadata['envoy.filters.http.jwt_authn'][" + celString(provider) + "]"
-	vals := make([]string, len(c.Values))
-	for i, v := range c.Values {
-		vals[i] = celString(v)
+// claim is one claim requirement before it is typed for Envoy Gateway.
+type claim struct {
+	name   string
+	values []string
+	// scalar: the claim is a string by nature (a consumer id, the issuer).
+	scalar bool
+}
+
+// providerClaims are the claims every token of prov must carry: its required
+// claims, or, when it has none, its issuer (Envoy Gateway names a token's
+// provider only through a claim).
+func providerClaims(prov apiwardenv1alpha1.JWTProvider) []claim {
+	if len(prov.RequiredClaims) == 0 {
+		return []claim{{name: "iss", values: []string{prov.Issuer}, scalar: true}}
 	}
-	claim := payload + "[" + celString(c.Name) + "]"
-	list := "[" + strings.Join(vals, ", ") + "]"
-	return "!(has(" + payload + ") && " + celString(c.Name) + " in " + payload + " && (type(" + claim + ") == list ? " + claim + ".exists(v, v in " + list + ") : " + claim + " in " + list + "))"
+	out := make([]claim, len(prov.RequiredClaims))
+	for i, c := range prov.RequiredClaims {
+		out[i] = claim{name: c.Name, values: slices.Clone(c.Values)}
+	}
+	return out
 }
 
-// celString quotes s as a CEL string literal.
-func celString(s string) string {
-	var sb strings.Builder
-	sb.WriteByte('"')
-	for _, r := range s {
+// maxClaimVariants bounds how many claims are expanded into string and
+// list variants (2^n rules).
+const maxClaimVariants = 3
+
+// claimVariants types claims for Envoy Gateway, which must be told whether a
+// claim is a string or a list of strings, while apiwarden's claims match
+// either (equal to a value, or containing one). Each non-scalar claim yields
+// both variants, so n claims give up to 2^n principals, one rule each; over
+// maxClaimVariants claims, they are matched as lists only, with a note.
+func (b *builder) claimVariants(field string, cs []claim) [][]egv1a1.JWTClaim {
+	out := [][]egv1a1.JWTClaim{nil}
+	expand := 0
+	for _, c := range cs {
+		if !c.scalar {
+			expand++
+		}
+	}
+	if expand > maxClaimVariants {
+		b.note(field, "more than %d list-or-string claims: they are matched as lists of strings only", maxClaimVariants)
+	}
+	for _, c := range cs {
+		str := egv1a1.JWTClaim{Name: c.name, ValueType: ptr.To(egv1a1.JWTClaimValueTypeString), Values: slices.Clone(c.values)}
+		list := egv1a1.JWTClaim{Name: c.name, ValueType: ptr.To(egv1a1.JWTClaimValueTypeStringArray), Values: slices.Clone(c.values)}
 		switch {
-		case r == '"' || r == '\\':
-			sb.WriteByte('\\')
-			sb.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&sb, "\\x%02x", r)
+		case c.scalar:
+			for i := range out {
+				out[i] = append(out[i], str)
+			}
+		case expand > maxClaimVariants:
+			for i := range out {
+				out[i] = append(out[i], list)
+			}
 		default:
-			sb.WriteRune(r)
+			next := make([][]egv1a1.JWTClaim, 0, 2*len(out))
+			for _, v := range out {
+				next = append(next, append(slices.Clone(v), str), append(slices.Clone(v), list))
+			}
+			out = next
 		}
 	}
-	sb.WriteByte('"')
-	return sb.String()
+	return out
 }
 
 // jwtRules translates authorization rules for JWT consumers: consumers match
-// the provider's consumer claim, claims match claims; one rule per provider
-// and path, because Envoy Gateway's rules name one provider and one path.
-func (b *builder) jwtRules(az *apiwardenv1alpha1.Authorization) []egv1a1.AuthorizationRule {
+// the provider's consumer claim, claims match claims, and an Allow rule also
+// requires the provider's required claims. Envoy Gateway's rules name one
+// provider, one path and one typed claim set, so a rule becomes one rule per
+// provider, path and claim typing.
+func (b *builder) jwtRules(rules []apiwardenv1alpha1.AuthorizationRule) []egv1a1.AuthorizationRule {
 	var out []egv1a1.AuthorizationRule
 	providers := b.in.Spec.Authentication.JWT.Providers
-	for _, r := range az.Rules {
+	for _, r := range rules {
+		field := "spec.authorization.rules[" + r.Name + "]"
 		if len(r.Roles) > 0 {
-			b.note("spec.authorization.rules["+r.Name+"].roles", "roles belong to API-key consumers; with JWT alone the rule matches only through its consumers and claims")
+			b.note(field+".roles", "roles belong to API-key consumers; with JWT alone the rule matches only through its consumers and claims")
 			if len(r.Consumers) == 0 && len(r.Claims) == 0 {
 				continue
 			}
 		}
+		allow := r.Action == apiwardenv1alpha1.AuthorizationActionAllow
 		action := egv1a1.AuthorizationActionDeny
-		if r.Action == apiwardenv1alpha1.AuthorizationActionAllow {
+		if allow {
 			action = egv1a1.AuthorizationActionAllow
 		}
 		var ops []*egv1a1.Operation
@@ -410,32 +445,42 @@ func (b *builder) jwtRules(az *apiwardenv1alpha1.Authorization) []egv1a1.Authori
 			ops = append(ops, op)
 		}
 		for _, prov := range providers {
-			principal := anyClient
-			var claims []egv1a1.JWTClaim
+			var cs []claim
 			if len(r.Consumers) > 0 {
-				claim := prov.ConsumerClaim
-				if claim == "" {
-					claim = "sub"
+				name := prov.ConsumerClaim
+				if name == "" {
+					name = "sub"
 				}
-				claims = append(claims, egv1a1.JWTClaim{Name: claim, Values: slices.Clone(r.Consumers)})
+				cs = append(cs, claim{name: name, values: slices.Clone(r.Consumers), scalar: true})
 			}
 			for _, c := range r.Claims {
-				claims = append(claims, egv1a1.JWTClaim{Name: c.Name, ValueType: ptr.To(egv1a1.JWTClaimValueTypeStringArray), Values: slices.Clone(c.Values)})
+				cs = append(cs, claim{name: c.Name, values: slices.Clone(c.Values)})
 			}
-			if len(claims) > 0 {
-				principal = &egv1a1.Principal{JWT: &egv1a1.JWTPrincipal{Provider: prov.Name, Claims: claims}}
+			if allow && len(prov.RequiredClaims) > 0 {
+				cs = append(cs, providerClaims(prov)...)
 			}
-			for i, op := range ops {
-				name := r.Name
-				if len(providers) > 1 {
-					name += "-" + prov.Name
+			var principals []*egv1a1.Principal
+			if len(cs) == 0 {
+				if !allow {
+					principals = []*egv1a1.Principal{anyClient}
+				} else {
+					// An Allow rule still applies only to this provider's tokens.
+					cs = providerClaims(prov)
 				}
-				if len(ops) > 1 {
-					name += "-" + strconv.Itoa(i)
-				}
-				out = append(out, egv1a1.AuthorizationRule{Name: ptr.To(render.Truncate(name, 253)), Action: action, Operation: op, Principal: principal})
 			}
-			if principal == anyClient {
+			if len(cs) > 0 {
+				for _, v := range b.claimVariants(field+".claims", cs) {
+					principals = append(principals, &egv1a1.Principal{JWT: &egv1a1.JWTPrincipal{Provider: prov.Name, Claims: v}})
+				}
+			}
+			n := 0
+			for _, pr := range principals {
+				for _, op := range ops {
+					out = append(out, egv1a1.AuthorizationRule{Name: ptr.To(render.Truncate(fmt.Sprintf("%s-%s-%d", r.Name, prov.Name, n), 253)), Action: action, Operation: op, Principal: pr})
+					n++
+				}
+			}
+			if len(principals) == 1 && principals[0] == anyClient {
 				break // the rule does not depend on the provider
 			}
 		}
