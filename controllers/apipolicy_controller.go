@@ -2,11 +2,13 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -69,7 +71,19 @@ type APIPolicyReconciler struct {
 	crds       map[string]bool // CRD names seen installed
 	gatewayAPI bool            // route and Gateway watches started
 	grants     sync.Map        // namespaces whose ReferenceGrant to the authz Service was applied
+	applied    sync.Map        // object key -> appliedRecord: what was last applied, to skip no-op applies
 }
+
+// appliedRecord remembers the last successful apply of one rendered object.
+type appliedRecord struct {
+	sum [sha256.Size]byte
+	at  time.Time
+}
+
+// reapplyAfter bounds how long an unchanged object goes without being
+// applied again: a rendered object edited or deleted by someone else is
+// restored at the latest this long after, on the next reconcile.
+const reapplyAfter = 10 * time.Minute
 
 // crdName is the name of the CRD serving a kind: its plural, a dot, its group.
 func crdName(gvk schema.GroupVersionKind) string {
@@ -344,7 +358,9 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	log := logf.FromContext(ctx)
 	var p apiwardenv1alpha1.APIPolicy
 	if err := r.Client.Get(ctx, req.NamespacedName, &p); err != nil {
-		// Deleted: the garbage collector removes what it owned.
+		// Deleted: the garbage collector removes what it owned. (Records
+		// of what was applied need no cleanup: they include the owner's
+		// UID, so a policy recreated under the same name applies again.)
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !p.DeletionTimestamp.IsZero() {
@@ -411,9 +427,25 @@ func (r *APIPolicyReconciler) apply(ctx context.Context, p *apiwardenv1alpha1.AP
 	if err != nil {
 		return err
 	}
+	// An apply that would change nothing still costs the apiserver a full
+	// managed-fields computation; skip it when the same object was applied
+	// recently.
+	data, err := u.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	key := u.GetAPIVersion() + "/" + u.GetKind() + "/" + u.GetNamespace() + "/" + u.GetName()
+	sum := sha256.Sum256(data)
+	if v, ok := r.applied.Load(key); ok {
+		if rec := v.(appliedRecord); rec.sum == sum && time.Since(rec.at) < reapplyAfter {
+			return nil
+		}
+	}
 	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
+		r.applied.Delete(key)
 		return fmt.Errorf("applying %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}
+	r.applied.Store(key, appliedRecord{sum: sum, at: time.Now()})
 	return nil
 }
 
@@ -501,6 +533,7 @@ func (r *APIPolicyReconciler) prune(ctx context.Context, p *apiwardenv1alpha1.AP
 			if !ownedBy(live, p) {
 				continue
 			}
+			r.applied.Delete(ro.APIVersion + "/" + ro.Kind + "/" + p.Namespace + "/" + ro.Name)
 			if err := r.Client.Delete(ctx, live, client.Preconditions{UID: ptr.To(live.UID)}); client.IgnoreNotFound(err) != nil {
 				return out, fmt.Errorf("pruning %s %s: %w", ro.Kind, ro.Name, err)
 			}

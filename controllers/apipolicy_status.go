@@ -224,16 +224,26 @@ func (r *APIPolicyReconciler) writeStatus(ctx context.Context, p *apiwardenv1alp
 	if err := r.Client.Status().Update(ctx, p); err != nil {
 		return fmt.Errorf("writing status: %w", err)
 	}
+	// One Event per change, naming both conditions, rather than one per
+	// condition: Events are writes too, and two per policy doubled them.
+	var changed []string
+	typ := corev1.EventTypeNormal
+	reason := enf.Reason
 	for _, c := range []metav1.Condition{acc, enf} {
 		old := meta.FindStatusCondition(prev.Conditions, c.Type)
 		if old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
 			continue
 		}
-		typ := corev1.EventTypeNormal
+		changed = append(changed, fmt.Sprintf("%s=%s: %s", c.Type, c.Status, c.Message))
 		if c.Status != metav1.ConditionTrue && c.Reason != apiwardenv1alpha1.ReasonDryRun {
 			typ = corev1.EventTypeWarning
 		}
-		r.Recorder.Eventf(p, typ, c.Reason, "%s=%s: %s", c.Type, c.Status, c.Message)
+	}
+	if acc.Status != metav1.ConditionTrue {
+		reason = acc.Reason
+	}
+	if len(changed) > 0 {
+		r.Recorder.Event(p, typ, reason, clip(strings.Join(changed, "; ")))
 	}
 	return nil
 }

@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	_ "k8s.io/client-go/plugin/pkg/client/auth" // Cloud auth plugins for out-of-cluster kubeconfigs.
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/apiwarden/apiwarden/controllers"
 	"github.com/apiwarden/apiwarden/internal/authz"
+	"github.com/apiwarden/apiwarden/internal/cachetrim"
 	"github.com/apiwarden/apiwarden/internal/render"
 	"github.com/apiwarden/apiwarden/internal/render/gateways"
 	"github.com/apiwarden/apiwarden/internal/scheme"
@@ -163,9 +163,10 @@ func run(ctx context.Context, args []string) error {
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &o.gracefulShutdown,
 	}
-	// Keep managedFields out of the informer caches: apiwarden never reads
-	// them, and they are often the largest part of an object.
-	mgrOpts.Cache.DefaultTransform = cache.TransformStripManagedFields()
+	// Keep managedFields and kubectl's last-applied copy out of the
+	// informer caches: apiwarden never reads them, and they are often the
+	// largest part of an object.
+	mgrOpts.Cache.DefaultTransform = cachetrim.Transform()
 	if o.has(roleWebhook) {
 		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir})
 	}

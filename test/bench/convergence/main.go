@@ -1,0 +1,215 @@
+// Command convergence measures the APIPolicy controller at scale: a real
+// kube-apiserver (envtest) with the Gateway API and Envoy Gateway CRDs, the
+// controller in a manager configured as cmd/manager configures it (same
+// cache transform), one Gateway, then -n HTTPRoutes and -n APIPolicies (API
+// keys + a per-client rate limit: a SecurityPolicy and a BackendTrafficPolicy
+// each) created by -clients concurrent clients.
+//
+// It reports, from the same run: the time to create the objects (the floor:
+// what the apiserver takes anyway), the time until every policy reports
+// Enforced=True, their ratio, objects/s, and the manager's heap: in use
+// before the objects exist, at its peak, and after a GC at the end, per
+// watched object (routes + policies).
+//
+//	go run ./test/bench/convergence -n 1000
+//	go run ./test/bench/convergence -n 5000
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/controllers"
+	"github.com/apiwarden/apiwarden/internal/cachetrim"
+	"github.com/apiwarden/apiwarden/internal/render"
+	"github.com/apiwarden/apiwarden/internal/render/envoygateway"
+	"github.com/apiwarden/apiwarden/internal/testenv"
+)
+
+func main() {
+	n := flag.Int("n", 1000, "HTTPRoutes, and as many APIPolicies")
+	clients := flag.Int("clients", 8, "concurrent clients creating objects")
+	workers := flag.Int("workers", 4, "concurrent reconciles of the APIPolicy controller")
+	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
+	flag.Parse()
+	if err := run(*n, *clients, *workers, *timeout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func heapInUse() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+func run(n, clients, workers int, timeout time.Duration) error {
+	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel)))
+	env, err := testenv.Start(testenv.WithEnvoyGatewayCRDs())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = env.Stop() }()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel() // stops the manager before the control plane
+	cfg := *env.Config
+	cfg.QPS, cfg.Burst = 500, 1000 // the bench measures apiwarden, not client-side throttling
+	k8s, err := client.New(&cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		return err
+	}
+	const ns = "bench"
+	for _, name := range []string{ns, "apiwarden-system"} {
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+			return err
+		}
+	}
+	mcfg := cfg
+	mgrOpts := ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{GroupKindConcurrency: map[string]int{"APIPolicy.apiwarden.io": workers}}}
+	mgrOpts.Cache.DefaultTransform = cachetrim.Transform()
+	mgr, err := ctrl.NewManager(&mcfg, mgrOpts)
+	if err != nil {
+		return err
+	}
+	if err := (&controllers.APIPolicyReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"),
+		Renderer: envoygateway.Renderer{}, Authz: render.DefaultAuthzService}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	go func() { _ = mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return fmt.Errorf("manager cache did not sync")
+	}
+	if err := k8s.Create(ctx, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "edge"}, Spec: gatewayv1.GatewaySpec{
+		GatewayClassName: "eg", Listeners: []gatewayv1.Listener{{Name: "https", Protocol: gatewayv1.HTTPSProtocolType, Port: 443,
+			TLS: &gatewayv1.ListenerTLSConfig{CertificateRefs: []gatewayv1.SecretObjectReference{{Name: "edge-cert"}}}}},
+	}}); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second) // let the CRD watch start the route watches
+	runtime.GC()
+	base := heapInUse()
+	var peak atomic.Uint64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if h := heapInUse(); h > peak.Load() {
+				peak.Store(h)
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				name := fmt.Sprintf("api-%05d", i)
+				route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: gatewayv1.HTTPRouteSpec{
+					CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "edge"}}},
+					Hostnames:       []gatewayv1.Hostname{gatewayv1.Hostname(name + ".example.com")},
+					Rules: []gatewayv1.HTTPRouteRule{{BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{
+						BackendObjectReference: gatewayv1.BackendObjectReference{Name: gatewayv1.ObjectName(name), Port: ptr.To(gatewayv1.PortNumber(8080))}}}}}},
+				}}
+				policy := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: apiwardenv1alpha1.APIPolicySpec{
+					TargetRefs:     []apiwardenv1alpha1.PolicyTargetReference{{Group: gatewayv1.GroupName, Kind: "HTTPRoute", Name: name}},
+					Authentication: &apiwardenv1alpha1.Authentication{APIKey: &apiwardenv1alpha1.APIKeyAuthentication{KeySetRefs: []apiwardenv1alpha1.LocalObjectReference{{Name: "partners"}}}},
+					RateLimit:      &apiwardenv1alpha1.RateLimit{Limits: []apiwardenv1alpha1.RateLimitRule{{By: apiwardenv1alpha1.RateLimitKeyClientIP, Requests: 100, Unit: apiwardenv1alpha1.RateLimitUnitSecond}}},
+				}}
+				for _, o := range []client.Object{route, policy} {
+					if err := k8s.Create(ctx, o); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	created := time.Since(start)
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+
+	enforced := 0
+	for {
+		var list apiwardenv1alpha1.APIPolicyList
+		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		enforced = 0
+		for i := range list.Items {
+			p := &list.Items[i]
+			if c := meta.FindStatusCondition(p.Status.Conditions, apiwardenv1alpha1.ConditionEnforced); c != nil &&
+				c.Status == metav1.ConditionTrue && p.Status.ObservedGeneration == p.Generation {
+				enforced++
+			}
+		}
+		if enforced == n {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("after %s only %d of %d policies are Enforced", time.Since(start).Round(time.Millisecond), enforced, n)
+		}
+		time.Sleep(500 * time.Millisecond) // listing every policy loads the apiserver too
+	}
+	converged := time.Since(start)
+	close(stopSampling)
+	<-sampled
+	runtime.GC()
+	after := heapInUse()
+	watched := 2 * n
+	fmt.Printf("policies: %d, routes: %d, rendered objects: %d, clients: %d, reconcile workers: %d, GOMAXPROCS: %d\n", n, n, 2*n, clients, workers, runtime.GOMAXPROCS(0))
+	fmt.Printf("create routes+policies (floor): %s\n", created.Round(time.Millisecond))
+	fmt.Printf("all policies Enforced:          %s (%.2f× the floor, %.0f policies/s)\n", converged.Round(time.Millisecond), converged.Seconds()/created.Seconds(), float64(n)/converged.Seconds())
+	// Every policy costs the apiserver writes beyond the two creates: one
+	// server-side apply per rendered object (2), its status and one Event.
+	// At the write rate the creates achieved, that many writes take:
+	writes := 2*n + 2*n + n + n
+	bound := time.Duration(float64(writes) / (float64(2*n) / created.Seconds()) * float64(time.Second))
+	fmt.Printf("write-bound estimate:           %s (%d writes at the create rate of %.0f/s); achieved %.2f× it\n", bound.Round(time.Millisecond), writes, float64(2*n)/created.Seconds(), converged.Seconds()/bound.Seconds())
+	fmt.Printf("heap in use: before %.1f MiB, peak %.1f MiB, after GC %.1f MiB\n", mib(base), mib(peak.Load()), mib(after))
+	fmt.Printf("heap growth per watched object (after GC − before) / %d: %.2f KiB\n", watched, float64(int64(after)-int64(base))/float64(watched)/1024)
+	return nil
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
