@@ -71,6 +71,8 @@ func run() error {
 		// and the manager serves there.
 		opts = append(opts, testenv.WithWebhooks())
 	}
+	// Envoy Gateway's policy CRDs, so the APIPolicy controller renders.
+	opts = append(opts, testenv.WithEnvoyGatewayCRDs())
 	env, err := testenv.Start(opts...)
 	if err != nil {
 		return err
