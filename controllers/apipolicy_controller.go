@@ -65,6 +65,10 @@ type APIPolicyReconciler struct {
 	Renderer render.Renderer
 	// Authz is where apiwarden's authz service listens.
 	Authz render.AuthzService
+	// Workers is how many policies are reconciled at once (default 8).
+	// A reconcile mostly waits on the apiserver (one apply per rendered
+	// object, then status), so more workers than cores pays off.
+	Workers int
 
 	ctrl       controller.Controller
 	mu         sync.Mutex
@@ -127,6 +131,9 @@ func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Authz.Name == "" {
 		r.Authz = render.DefaultAuthzService
 	}
+	if r.Workers <= 0 {
+		r.Workers = 8
+	}
 	r.crds = map[string]bool{}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &apiwardenv1alpha1.APIPolicy{}, indexPolicyTarget, func(o client.Object) []string {
 		keys := exposure.PolicyTargetKeys(o.(*apiwardenv1alpha1.APIPolicy))
@@ -147,6 +154,7 @@ func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.targetPolicies)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.targetPolicies)).
 		Named("apipolicy").
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
 		Build(r)
 	if err != nil {
 		return err
@@ -201,6 +209,10 @@ func (r *APIPolicyReconciler) crdChanged(ctx context.Context, o client.Object) [
 	if !changed {
 		return nil
 	}
+	// A CRD that went (or came back) took its objects with it: forget
+	// what was applied, so every policy applies everything again.
+	r.applied.Clear()
+	r.grants.Clear()
 	return r.allPolicies(ctx)
 }
 
@@ -240,8 +252,7 @@ func (r *APIPolicyReconciler) policiesFor(ctx context.Context, k exposure.Target
 }
 
 // targetPolicies maps a target (route, Gateway, Ingress, Service) to the
-// policies naming it, and a Gateway also to the policies of the routes in
-// its namespace, whose effective spec inherits from it.
+// policies naming it.
 func (r *APIPolicyReconciler) targetPolicies(ctx context.Context, o client.Object) []reconcile.Request {
 	kind, ok := exposure.KindOf(o)
 	if !ok {
@@ -264,7 +275,8 @@ func (r *APIPolicyReconciler) targetPolicies(ctx context.Context, o client.Objec
 
 // relatedPolicies maps a changed policy to the other policies whose outcome
 // depends on it: those naming the same targets (conflicts), and, for a
-// Gateway-level policy, the route-level policies of its namespace.
+// Gateway-level policy, every route-level policy (routes of any namespace
+// may attach to the Gateway).
 func (r *APIPolicyReconciler) relatedPolicies(ctx context.Context, o client.Object) []reconcile.Request {
 	p, ok := o.(*apiwardenv1alpha1.APIPolicy)
 	if !ok {
@@ -282,8 +294,11 @@ func (r *APIPolicyReconciler) relatedPolicies(ctx context.Context, o client.Obje
 		out = append(out, ps...)
 	}
 	if onGateway {
+		// Routes in any namespace may attach to the Gateway and inherit
+		// from its policy. Gateway-level policies are few, so listing
+		// every policy on their changes is cheap enough.
 		var list apiwardenv1alpha1.APIPolicyList
-		if err := r.Client.List(ctx, &list, client.InNamespace(p.Namespace)); err != nil {
+		if err := r.Client.List(ctx, &list); err != nil {
 			logf.FromContext(ctx).Error(err, "Listing APIPolicies")
 			return nil
 		}
@@ -369,6 +384,7 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	st := newStatusBuilder(&p, r.Renderer.Name())
 	if missing := r.missingCRDs(); len(missing) > 0 {
 		st.notInstalled(missing)
+		st.keep(p.Status.Targets, func(apiwardenv1alpha1.RenderedObject) bool { return true })
 		return reconcile.Result{}, r.writeStatus(ctx, &p, st)
 	}
 	plans, err := render.Plan(&p, cacheLookup{ctx: ctx, r: r}, r.Renderer, r.Authz)
@@ -398,6 +414,11 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	pruned, pruneErr := r.prune(ctx, &p, applied, applyErr == nil)
 	st.plans(plans, applied)
+	// What the status listed and is neither applied now nor pruned stays
+	// listed, so a later reconcile still prunes it.
+	st.keep(p.Status.Targets, func(ro apiwardenv1alpha1.RenderedObject) bool {
+		return !applied[ro] && !slices.Contains(pruned, ro)
+	})
 	if err := r.writeStatus(ctx, &p, st); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -408,7 +429,12 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		log.Error(applyErr, "Applying rendered objects")
 		return reconcile.Result{}, applyErr
 	}
-	return reconcile.Result{}, pruneErr
+	if pruneErr != nil {
+		return reconcile.Result{}, pruneErr
+	}
+	// Come back within reapplyAfter, so rendered objects someone edited or
+	// deleted are restored even when nothing else changes.
+	return reconcile.Result{RequeueAfter: reapplyAfter}, nil
 }
 
 func renderedRef(o client.Object) apiwardenv1alpha1.RenderedObject {
@@ -436,16 +462,40 @@ func (r *APIPolicyReconciler) apply(ctx context.Context, p *apiwardenv1alpha1.AP
 	}
 	key := u.GetAPIVersion() + "/" + u.GetKind() + "/" + u.GetNamespace() + "/" + u.GetName()
 	sum := sha256.Sum256(data)
-	if v, ok := r.applied.Load(key); ok {
+	v, known := r.applied.Load(key)
+	if known {
 		if rec := v.(appliedRecord); rec.sum == sum && time.Since(rec.at) < reapplyAfter {
 			return nil
 		}
+	} else if err := r.checkOwner(ctx, p, u); err != nil {
+		// Not yet applied by this process: never take over an object
+		// someone else made, even one with the same name.
+		return err
 	}
 	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
 		r.applied.Delete(key)
 		return fmt.Errorf("applying %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}
 	r.applied.Store(key, appliedRecord{sum: sum, at: time.Now()})
+	return nil
+}
+
+// checkOwner refuses to apply over an existing object that this policy
+// does not control: server-side apply with force would take it over, and
+// pruning or garbage collection would later delete it.
+func (r *APIPolicyReconciler) checkOwner(ctx context.Context, p *apiwardenv1alpha1.APIPolicy, u *unstructured.Unstructured) error {
+	live := &metav1.PartialObjectMetadata{}
+	live.SetGroupVersionKind(u.GroupVersionKind())
+	err := r.Reader.Get(ctx, client.ObjectKeyFromObject(u), live)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s %s/%s before applying it: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+	}
+	if c := metav1.GetControllerOf(live); c == nil || c.UID != p.UID {
+		return fmt.Errorf("%s %s/%s exists and is not controlled by this APIPolicy; apiwarden does not take it over: rename or delete it", u.GetKind(), u.GetNamespace(), u.GetName())
+	}
 	return nil
 }
 

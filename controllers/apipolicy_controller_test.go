@@ -240,8 +240,43 @@ func TestAPIPolicyController(t *testing.T) {
 	eventually(t, "redirect route pruned in DryRun", func() bool {
 		return !exists(t, &gatewayv1.HTTPRoute{}, "edge-policy-gateway-edge-http-https-redirect")
 	})
-	if !exists(t, &ctp, "edge-policy-gateway-edge") || ctp.Spec.TLS != nil {
-		t.Errorf("DryRun ClientTrafficPolicy should keep headers only: %+v", ctp.Spec)
+	// The TLS minimum and HSTS (browsers keep it) both block: the
+	// ClientTrafficPolicy that carried them goes.
+	eventually(t, "ClientTrafficPolicy pruned in DryRun", func() bool {
+		return !exists(t, &egv1a1.ClientTrafficPolicy{}, "edge-policy-gateway-edge")
+	})
+	if !strings.Contains(c.Message, "refuse plain HTTP") {
+		t.Errorf("DryRun message does not report HSTS: %q", c.Message)
+	}
+
+	// An object apiwarden did not make is never taken over, even when it
+	// has the name apiwarden would give its own.
+	legacy := route()
+	legacy.Name = "legacy"
+	if err := k8s.Create(ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
+	theirs := &egv1a1.SecurityPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken-httproute-legacy"}, Spec: egv1a1.SecurityPolicySpec{
+		PolicyTargetReferences: egv1a1.PolicyTargetReferences{TargetRefs: []gatewayv1.LocalPolicyTargetReferenceWithSectionName{{
+			LocalPolicyTargetReference: gatewayv1.LocalPolicyTargetReference{Group: gatewayv1.GroupName, Kind: "HTTPRoute", Name: "legacy"}}}},
+		CORS: &egv1a1.CORS{AllowOrigins: []egv1a1.Origin{"https://theirs.example.com"}},
+	}}
+	if err := k8s.Create(ctx, theirs); err != nil {
+		t.Fatal(err)
+	}
+	taken := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken"}, Spec: apiwardenv1alpha1.APIPolicySpec{
+		TargetRefs:     []apiwardenv1alpha1.PolicyTargetReference{gwRef("HTTPRoute", "legacy")},
+		Authentication: orders.Spec.Authentication.DeepCopy(),
+	}}
+	if err := k8s.Create(ctx, taken); err != nil {
+		t.Fatal(err)
+	}
+	c = waitCond(t, "taken", apiwardenv1alpha1.ConditionEnforced, metav1.ConditionFalse, apiwardenv1alpha1.ReasonReconcileError)
+	if !strings.Contains(c.Message, "not controlled by this APIPolicy") {
+		t.Errorf("takeover refusal message: %q", c.Message)
+	}
+	if !exists(t, theirs, "taken-httproute-legacy") || len(theirs.OwnerReferences) != 0 || theirs.Spec.ExtAuth != nil {
+		t.Errorf("apiwarden changed an object it does not own: %+v", theirs)
 	}
 
 	// Events record the changes.
@@ -285,6 +320,11 @@ func TestRenderedObjectsAccepted(t *testing.T) {
 			body := strings.TrimPrefix(strings.TrimSpace(doc), "---")
 			if err := yaml.Unmarshal([]byte(body), &u.Object); err != nil || u.Object == nil || u.GetKind() == "" {
 				continue // comment-only chunk
+			}
+			if n := u.GetNamespace(); n != "" {
+				if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}); err != nil && !apierrors.IsAlreadyExists(err) {
+					t.Fatal(err)
+				}
 			}
 			eventually(t, "CRDs served", func() bool {
 				err := k8s.Patch(ctx, &u, client.Apply, client.DryRunAll, client.FieldOwner("apiwarden-test"), client.ForceOwnership)

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -67,6 +68,31 @@ func (b *statusBuilder) notInstalled(missing []string) {
 }
 
 func (b *statusBuilder) applyFailed(i int, err error) { b.failures[i] = err }
+
+// keep lists again the objects of the previous status that still exist and
+// must be pruned later: under the same target when it is still a target,
+// else under the first target (status has no entry for a removed target).
+func (b *statusBuilder) keep(prev []apiwardenv1alpha1.PolicyTargetStatus, keep func(apiwardenv1alpha1.RenderedObject) bool) {
+	if len(b.targets) == 0 {
+		return
+	}
+	for _, pt := range prev {
+		dst := &b.targets[0]
+		for i := range b.targets {
+			if equality.Semantic.DeepEqual(b.targets[i].ref, pt.TargetRef) {
+				dst = &b.targets[i]
+				break
+			}
+		}
+		for _, ro := range pt.Rendered {
+			// 32 is the API's bound per target; beyond it the owner
+			// reference still lets the garbage collector clean up.
+			if keep(ro) && !slices.Contains(dst.rendered, ro) && len(dst.rendered) < 32 {
+				dst.rendered = append(dst.rendered, ro)
+			}
+		}
+	}
+}
 
 // plans turns the plans into per-target outcomes; applied holds the objects
 // actually applied.

@@ -60,6 +60,8 @@ type options struct {
 	authzHTTPAddr           string
 	authzCertDir            string
 	gateway                 string
+	kubeAPIQPS              float64
+	kubeAPIBurst            int
 	authzService            string
 	zap                     zap.Options
 }
@@ -82,6 +84,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.authzCertDir, "authz-cert-dir", "", "Directory holding tls.crt and tls.key for the authz servers; when empty they serve plaintext, for a mesh or NetworkPolicy-protected pod network.")
 	fs.StringVar(&o.gateway, "gateway", gateways.Default, "Gateway the APIPolicy controller programs: "+strings.Join(gateways.Names(), " or ")+".")
 	fs.StringVar(&o.authzService, "authz-service", "apiwarden-authz", "Name of the Service, in --namespace, in front of the authz servers (gRPC port 9001, HTTP port 9002); rendered gateway policies send ext_authz requests to it.")
+	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 200, "Client-side limit on requests per second to the apiserver (the apiserver's own priority and fairness still applies).")
+	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 400, "Requests allowed above --kube-api-qps in a burst.")
 	fs.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for in-flight requests and reconciles on shutdown.")
 	o.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -109,6 +113,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if _, err := gateways.Get(o.gateway); err != nil {
 		return nil, fmt.Errorf("--gateway: %w", err)
+	}
+	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
+		return nil, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive")
 	}
 	if o.webhookPort < 1 || o.webhookPort > 65535 {
 		return nil, fmt.Errorf("--webhook-port: %d is not a TCP port", o.webhookPort)
@@ -150,6 +157,9 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	// controller-runtime's default (20/s, bursts of 30) makes a burst of
+	// new policies wait on the client: each costs three writes.
+	cfg.QPS, cfg.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
 
 	mgrOpts := ctrl.Options{
 		Scheme:                  scheme.New(),

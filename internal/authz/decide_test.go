@@ -2,6 +2,7 @@ package authz
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -369,4 +371,53 @@ func FuzzForwardAuth(f *testing.F) {
 			t.Fatal("the body quotes the key")
 		}
 	})
+}
+
+// A DryRun policy rendered into Envoy never blocks, even when the service
+// cannot decide: not ready yet, or the policy not yet known.
+func TestGRPCDryRunModeNeverBlocks(t *testing.T) {
+	s := NewStore(nil)
+	g := NewGRPCServer(s, time.Now)
+	check := func(mode string) *authv3.CheckResponse {
+		t.Helper()
+		ext := map[string]string{PolicyContextKey: "shop/unknown"}
+		if mode != "" {
+			ext[ModeContextKey] = mode
+		}
+		resp, err := g.Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Request:           &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/"}},
+			ContextExtensions: ext,
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if resp := check(""); resp.GetOkResponse() != nil {
+		t.Fatal("not ready, Enforce: allowed")
+	}
+	resp := check("DryRun")
+	if resp.GetOkResponse() == nil {
+		t.Fatalf("not ready, DryRun: denied: %v", resp.GetDeniedResponse())
+	}
+	dry := false
+	for _, h := range resp.GetOkResponse().GetHeaders() {
+		dry = dry || (h.GetHeader().GetKey() == "x-apiwarden-dry-run" && h.GetHeader().GetValue() != "")
+	}
+	if !dry {
+		t.Error("DryRun pass-through does not say what it would have done")
+	}
+	s.MarkSynced()
+	if err := s.SetPepper(testPepper); err != nil {
+		t.Fatal(err)
+	}
+	if resp := check(""); resp.GetOkResponse() != nil {
+		t.Fatal("unknown policy, Enforce: allowed")
+	}
+	if resp := check("DryRun"); resp.GetOkResponse() == nil {
+		t.Fatal("unknown policy, DryRun: denied")
+	}
+	if resp := check("Enforce"); resp.GetOkResponse() != nil {
+		t.Fatal("unknown policy, mode Enforce: allowed")
+	}
 }

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"net/http"
 	"strconv"
 	"time"
@@ -17,6 +18,12 @@ import (
 // as "<namespace>/<name>". Envoy Gateway sets it from
 // SecurityPolicy.spec.extAuth.contextExtensions, so a client cannot choose it.
 const PolicyContextKey = "apiwarden.io/policy"
+
+// ModeContextKey is the ext_authz context extension in which a rendered
+// DryRun policy says so ("DryRun"). The service then lets a request through
+// even when it cannot decide (not ready, or the policy not yet known): a
+// DryRun policy must never block traffic, whatever the service's state.
+const ModeContextKey = "apiwarden.io/mode"
 
 // envoyHeaders reads the headers of an ext_authz CheckRequest: the map Envoy
 // fills by default (lower-case keys, repeated headers joined by ","), or the
@@ -78,6 +85,9 @@ func (g *GRPCServer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3
 		Client:  attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
 	}
 	res := g.store.Check(&in, start)
+	if (res.Code == NotReady || res.Code == PolicyUnknown) && attrs.GetContextExtensions()[ModeContextKey] == string(apiwardenv1alpha1.PolicyModeDryRun) {
+		res.DryRun, res.Code = res.Code, Allowed
+	}
 	resp := grpcResponse(&res)
 	g.store.Observe(GRPC, &in, &res, g.now().Sub(start))
 	return resp, nil

@@ -62,10 +62,15 @@ func Wins(a, b *apiwardenv1alpha1.APIPolicy) bool {
 	return exposure.Older(a, b)
 }
 
-// overlaps reports whether two targetRefs of the same object cover a common
-// section: a ref without sectionName covers every section.
-func overlaps(a, b apiwardenv1alpha1.PolicyTargetReference) bool {
-	return a.SectionName == nil || b.SectionName == nil || *a.SectionName == *b.SectionName
+// sameSection reports whether two targetRefs of the same object attach at
+// the same level: both to the whole object, or both to the same section. A
+// policy on one listener and a policy on the whole Gateway do not conflict:
+// the listener's is the more specific, as in Envoy Gateway.
+func sameSection(a, b apiwardenv1alpha1.PolicyTargetReference) bool {
+	if a.SectionName == nil || b.SectionName == nil {
+		return a.SectionName == nil && b.SectionName == nil
+	}
+	return *a.SectionName == *b.SectionName
 }
 
 func sameObject(a, b apiwardenv1alpha1.PolicyTargetReference) bool {
@@ -81,7 +86,7 @@ func winner(p *apiwardenv1alpha1.APIPolicy, ref apiwardenv1alpha1.PolicyTargetRe
 			continue
 		}
 		for _, oref := range o.Spec.TargetRefs {
-			if sameObject(ref, oref) && overlaps(ref, oref) && Wins(o, p) && (best == nil || Wins(o, best)) {
+			if sameObject(ref, oref) && sameSection(ref, oref) && Wins(o, p) && (best == nil || Wins(o, best)) {
 				best = o
 			}
 		}
@@ -89,9 +94,13 @@ func winner(p *apiwardenv1alpha1.APIPolicy, ref apiwardenv1alpha1.PolicyTargetRe
 	return best
 }
 
-// gatewayPolicy returns the Enforce policy that wins the Gateway level for a
-// route: the first parentRef, in order, whose Gateway (or listener) has one.
-func gatewayPolicy(namespace string, route client.Object, lk Lookup) *apiwardenv1alpha1.APIPolicy {
+// gatewayPolicies returns, for each parent Gateway of a route in parentRefs
+// order, the Enforce policy that applies to the route at the Gateway level:
+// for a parentRef naming a listener, the winning policy of that listener,
+// else of the whole Gateway; for a parentRef naming no listener (the route
+// attaches to every listener), the winning policy of the whole Gateway, else
+// the oldest winning listener policy. Parents without one are skipped.
+func gatewayPolicies(route client.Object, lk Lookup) []*apiwardenv1alpha1.APIPolicy {
 	var refs []gatewayv1.ParentReference
 	switch r := route.(type) {
 	case *gatewayv1.HTTPRoute:
@@ -101,29 +110,54 @@ func gatewayPolicy(namespace string, route client.Object, lk Lookup) *apiwardenv
 	default:
 		return nil
 	}
-	for i, gw := range exposure.RouteParentGateways(namespace, refs) {
-		var section *string
-		if i < len(refs) && refs[i].SectionName != nil {
-			section = (*string)(refs[i].SectionName)
+	var out []*apiwardenv1alpha1.APIPolicy
+	for _, pr := range refs {
+		if (pr.Group != nil && string(*pr.Group) != GatewayGroup) || (pr.Kind != nil && string(*pr.Kind) != "Gateway") {
+			continue // a mesh Service or another kind of parent
 		}
-		var best *apiwardenv1alpha1.APIPolicy
+		ns := route.GetNamespace()
+		if pr.Namespace != nil {
+			ns = string(*pr.Namespace)
+		}
+		gw := exposure.TargetKey{Group: GatewayGroup, Kind: "Gateway", Namespace: ns, Name: string(pr.Name)}
+		// winners by section ("" = the whole Gateway), the Enforce policy
+		// that wins each section.
+		winners := map[string]*apiwardenv1alpha1.APIPolicy{}
 		for _, c := range lk.PoliciesFor(gw) {
 			if c.Spec.Mode == apiwardenv1alpha1.PolicyModeDryRun || c.Namespace != gw.Namespace {
 				continue
 			}
 			for _, ref := range c.Spec.TargetRefs {
-				if ref.Group == gw.Group && ref.Kind == gw.Kind && ref.Name == gw.Name &&
-					(ref.SectionName == nil || (section != nil && *ref.SectionName == *section)) &&
-					(best == nil || exposure.Older(c, best)) {
-					best = c
+				if ref.Group != gw.Group || ref.Kind != gw.Kind || ref.Name != gw.Name {
+					continue
+				}
+				section := ""
+				if ref.SectionName != nil {
+					section = *ref.SectionName
+				}
+				if w := winners[section]; w == nil || Wins(c, w) {
+					winners[section] = c
 				}
 			}
 		}
-		if best != nil {
-			return best
+		var pick *apiwardenv1alpha1.APIPolicy
+		switch {
+		case pr.SectionName != nil && winners[string(*pr.SectionName)] != nil:
+			pick = winners[string(*pr.SectionName)]
+		case winners[""] != nil:
+			pick = winners[""]
+		case pr.SectionName == nil:
+			for _, w := range winners {
+				if pick == nil || exposure.Older(w, pick) {
+					pick = w
+				}
+			}
+		}
+		if pick != nil {
+			out = append(out, pick)
 		}
 	}
-	return nil
+	return out
 }
 
 // Plan resolves and renders every targetRef of p. It never fails as a
@@ -149,8 +183,10 @@ func Plan(p *apiwardenv1alpha1.APIPolicy, lk Lookup, r Renderer, authz AuthzServ
 				break
 			}
 			in := Input{Policy: p, Spec: p.Spec, Target: ref, Object: obj, Authz: authz}
+			var parentNotes []Note
 			if IsRoute(ref.Group, ref.Kind) {
-				if gp := gatewayPolicy(p.Namespace, obj, lk); gp != nil {
+				if gps := gatewayPolicies(obj, lk); len(gps) > 0 {
+					gp := gps[0]
 					if p.Spec.Mode == apiwardenv1alpha1.PolicyModeDryRun {
 						// A route-level policy replaces the Gateway's in
 						// Envoy Gateway; a DryRun one must not switch off
@@ -158,13 +194,20 @@ func Plan(p *apiwardenv1alpha1.APIPolicy, lk Lookup, r Renderer, authz AuthzServ
 						tp.Outcome = OutcomeRendered
 						tp.Input = in
 						tp.Result.Unsupported = append(tp.Result.Unsupported, Note{Field: "spec.mode",
-							Message: fmt.Sprintf("DryRun renders nothing here: APIPolicy %s on the parent Gateway keeps enforcing this route", gp.Name)})
+							Message: fmt.Sprintf("DryRun renders nothing here: APIPolicy %s/%s on the parent Gateway keeps enforcing this route", gp.Namespace, gp.Name)})
 						out = append(out, tp)
 						continue
 					}
 					in.Spec = Merge(p.Spec, &gp.Spec)
 					if p.Spec.Authentication == nil && gp.Spec.Authentication != nil {
-						in.AuthPolicy = gp.Name
+						in.AuthPolicy = gp.Namespace + "/" + gp.Name
+					}
+					for _, other := range gps[1:] {
+						if other.UID != gp.UID || other.Name != gp.Name || other.Namespace != gp.Namespace {
+							parentNotes = append(parentNotes, Note{Field: "spec.targetRefs",
+								Message: fmt.Sprintf("the route's parent Gateways have different policies (%s/%s, %s/%s); the fields it inherits come from the first parent's, which replaces the other's on this route in Envoy Gateway", gp.Namespace, gp.Name, other.Namespace, other.Name)})
+							break
+						}
 					}
 				}
 			}
@@ -173,6 +216,7 @@ func Plan(p *apiwardenv1alpha1.APIPolicy, lk Lookup, r Renderer, authz AuthzServ
 				tp.Outcome, tp.Message = OutcomeInvalid, err.Error()
 				break
 			}
+			res.Unsupported = append(parentNotes, res.Unsupported...)
 			tp.Outcome, tp.Input, tp.Result = OutcomeRendered, in, res
 		}
 		out = append(out, tp)

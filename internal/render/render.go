@@ -57,11 +57,11 @@ type Input struct {
 	// target's parent Gateway (see Merge). For a Gateway target it is the
 	// policy's own spec.
 	Spec apiwardenv1alpha1.APIPolicySpec
-	// AuthPolicy names the policy, in the same namespace, whose
+	// AuthPolicy names, as "namespace/name", the policy whose
 	// authentication (and authorization) Spec carries: the Gateway-level
-	// policy when the route's policy inherits them, else Policy itself. The
-	// authz service is told to check requests against that policy. Empty
-	// means Policy.
+	// policy (possibly in the Gateway's namespace) when the route's policy
+	// inherits them, else Policy itself. The authz service is told to check
+	// requests against that policy. Empty means Policy.
 	AuthPolicy string
 	// Target is the targetRef being rendered.
 	Target apiwardenv1alpha1.PolicyTargetReference

@@ -45,6 +45,9 @@ const ConsumerHeader = "x-apiwarden-consumer"
 // service which APIPolicy ("namespace/name") a request falls under.
 const PolicyContextKey = "apiwarden.io/policy"
 
+// ModeContextKey is the ext_authz context extension marking a DryRun policy.
+const ModeContextKey = "apiwarden.io/mode"
+
 // Renderer renders Envoy Gateway policies.
 type Renderer struct{}
 
@@ -72,6 +75,12 @@ func (Renderer) Supports(group, kind string) bool {
 func (r Renderer) Render(in render.Input) (render.Result, error) {
 	if !r.Supports(in.Target.Group, in.Target.Kind) {
 		return render.Result{}, fmt.Errorf("Envoy Gateway cannot program a %s; target an HTTPRoute, GRPCRoute or Gateway", in.Target.Kind)
+	}
+	if a := in.Spec.Authentication; a != nil && a.APIKey == nil && a.JWT == nil {
+		// Rendering the rest would leave the route open while the status
+		// says enforced, and would replace the Gateway's authentication
+		// on it in Envoy Gateway: refuse instead.
+		return render.Result{}, fmt.Errorf("spec.authentication: mtls alone cannot be rendered for Envoy Gateway yet (the cert-manager integration provides client certificate validation); add apiKey or jwt, or leave authentication to the Gateway's policy")
 	}
 	res, err := gatewayapi.Redirects(in)
 	if err != nil {
@@ -179,23 +188,25 @@ func (b *builder) securityPolicy() *egv1a1.SecurityPolicy {
 func (b *builder) extAuth() *egv1a1.ExtAuth {
 	policy := b.in.AuthPolicy
 	if policy == "" {
-		policy = b.in.Policy.Name
+		policy = b.in.Policy.Namespace + "/" + b.in.Policy.Name
 	}
 	if b.dryRun {
 		b.wouldBlock("requests without a valid API key in header %s would be answered 401 (the authz service counts them in apiwarden_authz_checks_total with result dry_run)", apiKeyHeader(b.in.Spec.Authentication.APIKey))
 	}
 	ns := gatewayv1.Namespace(b.in.Authz.Namespace)
+	exts := []*egv1a1.ContextExtension{{Name: PolicyContextKey, Type: egv1a1.ContextExtensionValueTypeValue, Value: ptr.To(policy)}}
+	if b.dryRun {
+		// The authz service then allows even requests it cannot decide.
+		exts = append(exts, &egv1a1.ContextExtension{Name: ModeContextKey, Type: egv1a1.ContextExtensionValueTypeValue, Value: ptr.To(string(apiwardenv1alpha1.PolicyModeDryRun))})
+	}
 	return &egv1a1.ExtAuth{
 		GRPC: &egv1a1.GRPCExtAuthService{BackendCluster: egv1a1.BackendCluster{
 			BackendRefs: []egv1a1.BackendRef{{BackendObjectReference: gatewayv1.BackendObjectReference{
 				Name: gatewayv1.ObjectName(b.in.Authz.Name), Namespace: &ns, Port: ptr.To(gatewayv1.PortNumber(b.in.Authz.GRPCPort)),
 			}}},
 		}},
-		FailOpen: ptr.To(b.dryRun),
-		ContextExtensions: []*egv1a1.ContextExtension{{
-			Name: PolicyContextKey, Type: egv1a1.ContextExtensionValueTypeValue,
-			Value: ptr.To(b.in.Policy.Namespace + "/" + policy),
-		}},
+		FailOpen:          ptr.To(b.dryRun),
+		ContextExtensions: exts,
 	}
 }
 
@@ -502,8 +513,17 @@ func (b *builder) backendTrafficPolicy() *egv1a1.BackendTrafficPolicy {
 	var spec egv1a1.BackendTrafficPolicySpec
 	used := false
 	if rl := s.RateLimit; rl != nil && len(rl.Limits) > 0 {
-		spec.RateLimit = b.rateLimit(rl)
-		used = true
+		if b.dryRun {
+			// Not even in shadow mode: Envoy Gateway ignores shadowMode on
+			// local limits, and a global limit without its rate limit
+			// service turns the route into 500s.
+			for _, l := range rl.Limits {
+				b.wouldBlock("requests over %d per %s by %s would be answered 429", l.Requests, strings.ToLower(string(l.Unit)), l.By)
+			}
+		} else {
+			spec.RateLimit = b.rateLimit(rl)
+			used = true
+		}
 	}
 	if s.Request != nil && s.Request.MaxBodyBytes != nil {
 		if b.dryRun {
@@ -525,16 +545,11 @@ func (b *builder) backendTrafficPolicy() *egv1a1.BackendTrafficPolicy {
 // bucket with no selector, which needs no rate limit service; ClientIP and
 // Consumer as global limits counted per distinct client address or per
 // distinct consumer header, which need Envoy Gateway's rate limit service
-// (docs/enforcement.md says how to enable it). In DryRun every rule is in
-// shadow mode: counted, reported in Envoy's stats, never enforced.
+// (docs/gateways.md says so). DryRun renders no rate limit at all.
 func (b *builder) rateLimit(rl *apiwardenv1alpha1.RateLimit) *egv1a1.RateLimitSpec {
 	out := &egv1a1.RateLimitSpec{}
 	for _, l := range rl.Limits {
 		rule := egv1a1.RateLimitRule{Limit: egv1a1.RateLimitValue{Requests: uint32(l.Requests), Unit: egv1a1.RateLimitUnit(l.Unit)}}
-		if b.dryRun {
-			rule.ShadowMode = ptr.To(true)
-			b.wouldBlock("requests over %d per %s by %s would be answered 429", l.Requests, strings.ToLower(string(l.Unit)), l.By)
-		}
 		if l.Burst != nil && *l.Burst > 0 {
 			b.note("spec.rateLimit.limits["+string(l.By)+"].burst", "Envoy Gateway's rate limits have no burst allowance; requests are limited at the steady rate")
 		}
@@ -571,6 +586,12 @@ func (b *builder) rateLimit(rl *apiwardenv1alpha1.RateLimit) *egv1a1.RateLimitSp
 func (b *builder) clientTrafficPolicy() *egv1a1.ClientTrafficPolicy {
 	s := b.in.Spec
 	headers := responseHeaders(s)
+	if b.dryRun && len(headers) > 0 && headers[0].Name == "Strict-Transport-Security" {
+		// Browsers keep HSTS for max-age, even after the policy goes: it
+		// blocks plain HTTP, so DryRun only reports it.
+		b.wouldBlock("browsers would refuse plain HTTP to this host for %s seconds", strings.TrimPrefix(strings.SplitN(headers[0].Value, ";", 2)[0], "max-age="))
+		headers = headers[1:]
+	}
 	if !b.isGateway() {
 		own := b.in.Policy.Spec
 		if own.TLS != nil && own.TLS.MinVersion != "" {
