@@ -129,6 +129,12 @@ func (b *statusBuilder) plans(plans []render.TargetPlan, applied map[apiwardenv1
 			switch {
 			case b.failures[i] != nil:
 				enf(false, apiwardenv1alpha1.ReasonReconcileError, b.failures[i].Error())
+			case tp.Result.NotEnforced != "":
+				msg := tp.Result.NotEnforced
+				if notes != "" {
+					msg += "; " + notes
+				}
+				enf(false, apiwardenv1alpha1.ReasonClientCertificatesNotValidated, msg)
 			case b.p.Spec.Mode == apiwardenv1alpha1.PolicyModeDryRun:
 				msg := "DryRun: nothing that blocks traffic is rendered"
 				if len(tp.Result.WouldBlock) > 0 {

@@ -203,12 +203,77 @@ type JWTProvider struct {
 }
 
 // MTLSAuthentication accepts clients whose certificate was issued by a
-// cert-manager issuer.
+// cert-manager issuer. apiwarden asks cert-manager for the client
+// certificates of the listed consumers (usage "client auth", private key
+// rotated at every renewal) and has the gateway validate client certificates
+// against the issuer's CA. A client's identity is its consumer name, carried
+// in a URI SAN "spiffe://apiwarden.io/ns/<namespace>/consumer/<name>", so
+// authorization rules name mTLS consumers as they name API-key consumers.
 type MTLSAuthentication struct {
 	// issuerRef is the cert-manager Issuer or ClusterIssuer that signs client
 	// certificates; its CA is the trust anchor the gateway validates against.
 	// +required
 	IssuerRef IssuerReference `json:"issuerRef"`
+
+	// trustBundleRef names a ConfigMap or Secret, in the policy's namespace,
+	// whose key "ca.crt" holds the CA certificates the gateway trusts for
+	// client certificates. When omitted, the gateway trusts the "ca.crt" that
+	// cert-manager writes into the Secret of the first client certificate,
+	// which is the issuer's CA for CA and Vault issuers.
+	// +optional
+	TrustBundleRef *TrustBundleReference `json:"trustBundleRef,omitempty"`
+
+	// clients says which consumers get a client certificate.
+	// +optional
+	Clients *MTLSClients `json:"clients,omitempty"`
+}
+
+// TrustBundleReference names a ConfigMap or Secret holding CA certificates
+// under the key "ca.crt" (what trust-manager and cert-manager write).
+type TrustBundleReference struct {
+	// kind is ConfigMap or Secret.
+	// +optional
+	// +kubebuilder:default=ConfigMap
+	// +kubebuilder:validation:Enum=ConfigMap;Secret
+	Kind string `json:"kind,omitempty"`
+
+	// name of the ConfigMap or Secret, in the policy's namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+}
+
+// MTLSClients lists the consumers that get a client certificate, and how
+// long their certificates last.
+// +kubebuilder:validation:XValidation:rule="!has(self.duration) || !has(self.renewBefore) || duration(self.renewBefore) < duration(self.duration)",message="renewBefore must be shorter than duration"
+type MTLSClients struct {
+	// consumers are the consumer names that get a client certificate. Each
+	// certificate is a cert-manager Certificate "<policy>-<consumer>-client"
+	// in the policy's namespace, whose Secret (of the same name) the
+	// consumer's workload mounts.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Consumers []string `json:"consumers"`
+
+	// duration is the lifetime of a client certificate.
+	// +optional
+	// +kubebuilder:default="2160h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="duration must be at least 1h"
+	Duration *metav1.Duration `json:"duration,omitempty"`
+
+	// renewBefore is how long before expiry cert-manager renews a client
+	// certificate (with a new private key). It must be shorter than duration.
+	// +optional
+	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5m')",message="renewBefore must be at least 5m"
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 }
 
 // IssuerReference names a cert-manager issuer.

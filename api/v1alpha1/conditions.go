@@ -57,4 +57,7 @@ const (
 	// ReasonUnsupportedTarget: the configured gateway cannot program this
 	// kind of target (admission still counts the policy for it).
 	ReasonUnsupportedTarget = "UnsupportedTarget"
+	// ReasonClientCertificatesNotValidated: the policy asks for mTLS on a
+	// route whose Gateway does not validate client certificates.
+	ReasonClientCertificatesNotValidated = "ClientCertificatesNotValidated"
 )

@@ -13,6 +13,7 @@ import (
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/manifest"
 	"github.com/apiwarden/apiwarden/internal/render"
+	"github.com/apiwarden/apiwarden/internal/render/certmanager"
 	"github.com/apiwarden/apiwarden/internal/render/gateways"
 )
 
@@ -95,6 +96,10 @@ func runRender(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return exitBadInput
 		}
 		if err := render.WriteYAML(stdout, p, plans); err != nil {
+			fmt.Fprintf(stderr, "apiwarden render: %v\n", err)
+			return exitBadInput
+		}
+		if err := certmanager.WriteYAML(stdout, p); err != nil {
 			fmt.Fprintf(stderr, "apiwarden render: %v\n", err)
 			return exitBadInput
 		}

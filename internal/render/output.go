@@ -30,6 +30,9 @@ func WriteYAML(w io.Writer, p *apiwardenv1alpha1.APIPolicy, plans []TargetPlan) 
 		if tp.Input.AuthPolicy != "" {
 			fmt.Fprintf(w, "#   authentication inherited from APIPolicy %s on the parent Gateway\n", tp.Input.AuthPolicy)
 		}
+		if tp.Result.NotEnforced != "" {
+			fmt.Fprintf(w, "#   not enforced: %s\n", oneLine(tp.Result.NotEnforced))
+		}
 		for _, n := range tp.Result.Unsupported {
 			fmt.Fprintf(w, "#   note: %s: %s\n", n.Field, oneLine(n.Message))
 		}

@@ -199,6 +199,7 @@ func Plan(p *apiwardenv1alpha1.APIPolicy, lk Lookup, r Renderer, authz AuthzServ
 						continue
 					}
 					in.Spec = Merge(p.Spec, &gp.Spec)
+					in.GatewayValidatesClients = gp.Spec.Authentication != nil && gp.Spec.Authentication.MTLS != nil
 					if p.Spec.Authentication == nil && gp.Spec.Authentication != nil {
 						in.AuthPolicy = gp.Namespace + "/" + gp.Name
 					}

@@ -63,6 +63,11 @@ type Input struct {
 	// inherits them, else Policy itself. The authz service is told to check
 	// requests against that policy. Empty means Policy.
 	AuthPolicy string
+	// GatewayValidatesClients says, for a route target, whether the policy
+	// of its parent Gateway has the Gateway validate client certificates
+	// (authentication.mtls), which a route's mTLS needs: client
+	// certificates are asked for on the listener, not per route.
+	GatewayValidatesClients bool
 	// Target is the targetRef being rendered.
 	Target apiwardenv1alpha1.PolicyTargetReference
 	// Object is the target object (an HTTPRoute, GRPCRoute, Gateway, Ingress
@@ -93,6 +98,11 @@ type Result struct {
 	// WouldBlock describes, for a DryRun policy, what Enforce mode would
 	// block and the rendered objects let through.
 	WouldBlock []string
+	// NotEnforced, when set, says why the target is not protected as asked
+	// even though its objects were rendered (a route asking for mTLS under a
+	// Gateway that does not validate client certificates): the policy
+	// reports Enforced=False with this message.
+	NotEnforced string
 }
 
 // Renderer renders policies for one gateway.

@@ -154,6 +154,7 @@ func translateInput(t *testing.T, path string) (input []byte, rendered []client.
 		}
 	}
 	sort.Slice(policies, func(i, j int) bool { return policies[i].Name < policies[j].Name })
+	caPEM := tlsSecret(t, "", "").Data[corev1.TLSCertKey]
 	for _, p := range policies {
 		plans, err := render.Plan(p, lk, envoygateway.Renderer{}, rendertest.Authz)
 		if err != nil {
@@ -163,6 +164,19 @@ func translateInput(t *testing.T, path string) (input []byte, rendered []client.
 			for _, o := range tp.Result.Objects {
 				out = append(out, o)
 				rendered = append(rendered, o)
+				// The CA a ClientTrafficPolicy trusts for client
+				// certificates: cert-manager or trust-manager writes it;
+				// here, a CA made by the test.
+				if ctp, ok := o.(*egv1a1.ClientTrafficPolicy); ok && ctp.Spec.TLS != nil && ctp.Spec.TLS.ClientValidation != nil {
+					for _, ref := range ctp.Spec.TLS.ClientValidation.CACertificateRefs {
+						meta := metav1.ObjectMeta{Namespace: ctp.Namespace, Name: string(ref.Name)}
+						if ref.Kind != nil && *ref.Kind == "ConfigMap" {
+							out = append(out, &corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}, ObjectMeta: meta, Data: map[string]string{"ca.crt": string(caPEM)}})
+						} else {
+							out = append(out, &corev1.Secret{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}, ObjectMeta: meta, Data: map[string][]byte{"ca.crt": caPEM}})
+						}
+					}
+				}
 			}
 		}
 	}
@@ -299,6 +313,11 @@ func TestEgctlTranslate(t *testing.T) {
 					}
 					if x.Spec.Headers != nil && x.Spec.Headers.LateResponseHeaders != nil {
 						want[string(x.Spec.Headers.LateResponseHeaders.Set[0].Name)] = true
+					}
+					if x.Spec.TLS != nil && x.Spec.TLS.ClientValidation != nil {
+						want["requireClientCertificate: true"] = true
+						want["spiffe://apiwarden.io/ns/"+x.Namespace+"/consumer/"] = true
+						want["forwardClientCertDetails: SANITIZE_SET"] = true
 					}
 				case *gatewayv1.HTTPRoute:
 					want["httpsRedirect: true|schemeRedirect: https"] = true

@@ -28,7 +28,9 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/identity"
 	"github.com/apiwarden/apiwarden/internal/render"
+	"github.com/apiwarden/apiwarden/internal/render/certmanager"
 	"github.com/apiwarden/apiwarden/internal/render/gatewayapi"
 )
 
@@ -75,12 +77,6 @@ func (Renderer) Supports(group, kind string) bool {
 func (r Renderer) Render(in render.Input) (render.Result, error) {
 	if !r.Supports(in.Target.Group, in.Target.Kind) {
 		return render.Result{}, fmt.Errorf("Envoy Gateway cannot program a %s; target an HTTPRoute, GRPCRoute or Gateway", in.Target.Kind)
-	}
-	if a := in.Spec.Authentication; a != nil && a.APIKey == nil && a.JWT == nil {
-		// Rendering the rest would leave the route open while the status
-		// says enforced, and would replace the Gateway's authentication
-		// on it in Envoy Gateway: refuse instead.
-		return render.Result{}, fmt.Errorf("spec.authentication: mtls alone cannot be rendered for Envoy Gateway yet (the cert-manager integration provides client certificate validation); add apiKey or jwt, or leave authentication to the Gateway's policy")
 	}
 	res, err := gatewayapi.Redirects(in)
 	if err != nil {
@@ -158,11 +154,17 @@ func (b *builder) securityPolicy() *egv1a1.SecurityPolicy {
 				used = true
 			}
 		}
+		if a.MTLS != nil && a.APIKey == nil && a.JWT == nil && s.Authorization != nil {
+			// Authorization of mTLS consumers: the authz service reads the
+			// verified identity from x-forwarded-client-cert.
+			spec.ExtAuth = b.extAuth()
+			used = true
+		}
 		if a.APIKey != nil && a.JWT != nil && !b.dryRun {
 			b.note("spec.authentication", "Envoy Gateway runs extAuth and JWT as separate filters, so a request needs both a valid API key and a valid JWT, which is stricter than either one")
 		}
-		if a.MTLS != nil {
-			b.note("spec.authentication.mtls", "client certificate validation is not rendered yet (the cert-manager integration provides the CA bundle); clients are not asked for certificates")
+		if a.MTLS != nil && !b.isGateway() && !b.in.GatewayValidatesClients {
+			b.res.NotEnforced = "spec.authentication.mtls: client certificates are asked for by the Gateway's listener, and no policy on the parent Gateway sets authentication.mtls; add one there"
 		}
 	}
 	if c := s.CORS; c != nil {
@@ -615,6 +617,36 @@ func (b *builder) clientTrafficPolicy() *egv1a1.ClientTrafficPolicy {
 	if len(headers) > 0 {
 		spec.Headers = &egv1a1.HeaderSettings{LateResponseHeaders: &egv1a1.HTTPHeaderFilter{Set: headers}}
 		used = true
+	}
+	if a := s.Authentication; a != nil && a.MTLS != nil {
+		if b.dryRun {
+			b.wouldBlock("clients without a certificate from issuer %s would fail the handshake", a.MTLS.IssuerRef.Name)
+		} else if kind, name, ok := certmanager.TrustBundle(b.in.Policy, s); !ok {
+			b.note("spec.authentication.mtls", "neither trustBundleRef nor clients is set, so there is no CA to validate client certificates against; clients are not asked for certificates")
+		} else {
+			if spec.TLS == nil {
+				spec.TLS = &egv1a1.ClientTLSSettings{}
+			}
+			spec.TLS.ClientValidation = &egv1a1.ClientValidationContext{
+				CACertificateRefs: []gatewayv1.SecretObjectReference{{Kind: ptr.To(gatewayv1.Kind(kind)), Name: gatewayv1.ObjectName(name)}},
+				// Only apiwarden consumers of this namespace: the URI SAN
+				// its client certificates carry.
+				SubjectAltNames: &egv1a1.SubjectAltNames{URIs: []egv1a1.StringMatch{{
+					Type: ptr.To(egv1a1.StringMatchPrefix), Value: strings.TrimSuffix(identity.ConsumerURI(b.in.Policy.Namespace, "x"), "x"),
+				}}},
+			}
+			if spec.Headers == nil {
+				spec.Headers = &egv1a1.HeaderSettings{}
+			}
+			// The verified identity reaches the authz service and the
+			// backend in x-forwarded-client-cert, replacing whatever the
+			// client sent.
+			spec.Headers.XForwardedClientCert = &egv1a1.XForwardedClientCert{
+				Mode:             ptr.To(egv1a1.XFCCForwardModeSanitizeSet),
+				CertDetailsToAdd: []egv1a1.XFCCCertData{egv1a1.XFCCCertDataURI, egv1a1.XFCCCertDataSubject},
+			}
+			used = true
+		}
 	}
 	if !used {
 		return nil

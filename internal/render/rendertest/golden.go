@@ -19,6 +19,7 @@ import (
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/manifest"
 	"github.com/apiwarden/apiwarden/internal/render"
+	"github.com/apiwarden/apiwarden/internal/render/certmanager"
 )
 
 var update = flag.Bool("update", false, "rewrite the .golden files from the renderer's output")
@@ -59,6 +60,9 @@ func RenderFile(t testing.TB, r render.Renderer, path string) []byte {
 			t.Fatal(err)
 		}
 		if err := render.WriteYAML(&buf, p, plans); err != nil {
+			t.Fatal(err)
+		}
+		if err := certmanager.WriteYAML(&buf, p); err != nil {
 			t.Fatal(err)
 		}
 	}
