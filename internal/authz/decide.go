@@ -40,11 +40,15 @@ const (
 	PathRejected
 	// Forbidden: a valid key whose consumer the rules do not allow (403).
 	Forbidden
+	// CertMissing: a policy that authenticates by client certificate, and
+	// no verified apiwarden client certificate of the policy's namespace in
+	// the gateway's x-forwarded-client-cert header (401).
+	CertMissing
 
 	numCodes
 )
 
-var codeNames = [numCodes]string{"allowed", "not_ready", "policy_unknown", "key_missing", "key_malformed", "key_unknown", "key_expired", "key_in_query", "path_rejected", "forbidden"}
+var codeNames = [numCodes]string{"allowed", "not_ready", "policy_unknown", "key_missing", "key_malformed", "key_unknown", "key_expired", "key_in_query", "path_rejected", "forbidden", "cert_missing"}
 
 func (c Code) String() string {
 	if c < numCodes {
@@ -60,7 +64,7 @@ func (c Code) Status() int {
 		return http.StatusOK
 	case NotReady:
 		return http.StatusServiceUnavailable
-	case KeyMissing, KeyMalformed, KeyUnknown, KeyExpired:
+	case KeyMissing, KeyMalformed, KeyUnknown, KeyExpired, CertMissing:
 		return http.StatusUnauthorized
 	case KeyInQuery, PathRejected:
 		return http.StatusBadRequest
@@ -148,6 +152,10 @@ type policy struct {
 	apiKeys                      bool
 	headerLower, headerCanonical string
 	sets                         []string // "namespace/name" of referenced key sets
+	// mtls: the policy authenticates by client certificate alone, read from
+	// the gateway's XFCC header; namespace is the consumers' namespace.
+	mtls      bool
+	namespace string
 	rules                        []rule
 	defaultAllow                 bool
 	hasRules                     bool // authorization configured
@@ -172,7 +180,10 @@ type pathMatch struct {
 }
 
 func compilePolicy(p *apiwardenv1alpha1.APIPolicy) *policy {
-	c := &policy{key: p.Namespace + "/" + p.Name, dryRun: p.Spec.Mode == apiwardenv1alpha1.PolicyModeDryRun}
+	c := &policy{key: p.Namespace + "/" + p.Name, namespace: p.Namespace, dryRun: p.Spec.Mode == apiwardenv1alpha1.PolicyModeDryRun}
+	if a := p.Spec.Authentication; a != nil && a.MTLS != nil && a.APIKey == nil && a.JWT == nil {
+		c.mtls = true
+	}
 	header := "X-API-Key"
 	if a := p.Spec.Authentication; a != nil && a.APIKey != nil {
 		c.apiKeys = true
@@ -224,8 +235,9 @@ func renderBodies(header string) [numCodes]string {
 		KeyInQuery:    "API keys must not be sent in the URL, where they are logged; send the key in the " + header + " header and replace it, as it may have leaked",
 		PathRejected:  "the request path is not in normal form",
 		Forbidden:     "this API key is not allowed to make this request",
+		CertMissing:   "a client certificate issued to a consumer of this API is required",
 	}
-	errs := [numCodes]string{NotReady: "unavailable", PolicyUnknown: "forbidden", KeyMissing: "unauthorized", KeyMalformed: "unauthorized", KeyUnknown: "unauthorized", KeyExpired: "unauthorized", KeyInQuery: "bad_request", PathRejected: "bad_request", Forbidden: "forbidden"}
+	errs := [numCodes]string{NotReady: "unavailable", PolicyUnknown: "forbidden", KeyMissing: "unauthorized", KeyMalformed: "unauthorized", KeyUnknown: "unauthorized", KeyExpired: "unauthorized", KeyInQuery: "bad_request", PathRejected: "bad_request", Forbidden: "forbidden", CertMissing: "unauthorized"}
 	var out [numCodes]string
 	for c := Code(1); c < numCodes; c++ {
 		b, _ := json.Marshal(struct {
@@ -252,10 +264,13 @@ func (s *Store) check(in *Input, now time.Time) Result {
 		return Result{Code: NotReady}
 	}
 	p := snap.policies[in.Policy]
-	if p == nil || !p.apiKeys {
+	if p == nil || (!p.apiKeys && !p.mtls) {
 		return Result{Code: PolicyUnknown}
 	}
 	r := Result{policy: p}
+	if p.mtls {
+		return p.checkClientCert(in, r)
+	}
 	path, query, _ := strings.Cut(in.Path, "?")
 	if query != "" && keyInQuery(query, p.headerLower) {
 		r.Code = KeyInQuery
@@ -298,7 +313,7 @@ func (s *Store) check(in *Input, now time.Time) Result {
 		return r
 	}
 	if p.hasRules {
-		allow, rule := p.authorize(e, in.Method, path)
+		allow, rule := p.authorize(e.consumer, e.roles, in.Method, path)
 		r.Rule = rule
 		if !allow {
 			r.Code = Forbidden
@@ -312,27 +327,57 @@ func (s *Store) check(in *Input, now time.Time) Result {
 	return r
 }
 
+// checkClientCert decides a request under a policy that authenticates by
+// client certificate: the gateway verified the certificate and forwarded its
+// URI SAN in XFCC; the consumer is the name in it, and authorization rules
+// apply to it as to an API-key consumer (with no roles).
+func (p *policy) checkClientCert(in *Input, r Result) Result {
+	v, n := in.Headers.Get(XFCCHeader, "X-Forwarded-Client-Cert")
+	consumer, ok := "", false
+	if n == 1 {
+		consumer, ok = xfccConsumer(v, p.namespace)
+	}
+	if !ok {
+		r.Code = CertMissing
+		return r
+	}
+	r.Consumer = consumer
+	path, _, _ := strings.Cut(in.Path, "?")
+	if p.checkPath && !normalPath(path) {
+		r.Code = PathRejected
+		return r
+	}
+	if p.hasRules {
+		allow, rule := p.authorize(consumer, nil, in.Method, path)
+		r.Rule = rule
+		if !allow {
+			r.Code = Forbidden
+		}
+	}
+	return r
+}
+
 // authorize applies the rules in order; the first that matches decides.
-func (p *policy) authorize(e *keyEntry, method, path string) (bool, string) {
+func (p *policy) authorize(consumer string, roles []string, method, path string) (bool, string) {
 	for i := range p.rules {
 		r := &p.rules[i]
-		if r.matches(e, method, path) {
+		if r.matches(consumer, roles, method, path) {
 			return r.allow, r.name
 		}
 	}
 	return p.defaultAllow, ""
 }
 
-func (r *rule) matches(e *keyEntry, method, path string) bool {
+func (r *rule) matches(consumer string, roles []string, method, path string) bool {
 	if r.claims {
 		return false
 	}
-	if len(r.consumers) > 0 && !contains(r.consumers, e.consumer) {
+	if len(r.consumers) > 0 && !contains(r.consumers, consumer) {
 		return false
 	}
 	if len(r.roles) > 0 {
 		found := false
-		for _, role := range e.roles {
+		for _, role := range roles {
 			if contains(r.roles, role) {
 				found = true
 				break

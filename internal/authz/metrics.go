@@ -40,7 +40,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	checks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "apiwarden_authz_checks_total",
-		Help: "Authorization checks by front end (grpc, http) and result (allowed, key_missing, key_malformed, key_unknown, key_expired, key_in_query, path_rejected, forbidden, policy_unknown, not_ready).",
+		Help: "Authorization checks by front end (grpc, http) and result (allowed, key_missing, key_malformed, key_unknown, key_expired, key_in_query, path_rejected, forbidden, cert_missing, policy_unknown, not_ready).",
 	}, []string{"protocol", "result"})
 	dryRun := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "apiwarden_authz_dry_run_refusals_total",
