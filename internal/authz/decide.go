@@ -154,14 +154,14 @@ type policy struct {
 	sets                         []string // "namespace/name" of referenced key sets
 	// mtls: the policy authenticates by client certificate alone, read from
 	// the gateway's XFCC header; namespace is the consumers' namespace.
-	mtls      bool
-	namespace string
-	rules                        []rule
-	defaultAllow                 bool
-	hasRules                     bool // authorization configured
-	checkPath                    bool
-	challenge                    string
-	bodies                       [numCodes]string
+	mtls         bool
+	namespace    string
+	rules        []rule
+	defaultAllow bool
+	hasRules     bool // authorization configured
+	checkPath    bool
+	challenge    string
+	bodies       [numCodes]string
 }
 
 type rule struct {
