@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,10 +52,12 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 var (
-	env   *testenv.Environment
-	k8s   client.Client
-	fake  = &clock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
-	envNS = "apiwarden-system"
+	// policyMetrics receives the APIPolicy controller's metrics.
+	policyMetrics = prometheus.NewRegistry()
+	env           *testenv.Environment
+	k8s           client.Client
+	fake          = &clock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	envNS         = "apiwarden-system"
 	// ns is the namespace of the current run, new for every run so that
 	// -count=N works (envtest has no garbage collector to clean up).
 	ns   string
@@ -88,7 +91,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	pr := &controllers.APIPolicyReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"),
-		Renderer: envoygateway.Renderer{}, Authz: render.AuthzService{Namespace: envNS, Name: "apiwarden-authz", GRPCPort: 9001, HTTPPort: 9002}}
+		Renderer: envoygateway.Renderer{}, Authz: render.AuthzService{Namespace: envNS, Name: "apiwarden-authz", GRPCPort: 9001, HTTPPort: 9002},
+		Registerer: policyMetrics}
 	if err := pr.SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

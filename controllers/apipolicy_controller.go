@@ -30,6 +30,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
@@ -65,12 +69,17 @@ type APIPolicyReconciler struct {
 	Renderer render.Renderer
 	// Authz is where apiwarden's authz service listens.
 	Authz render.AuthzService
+	// Registerer, when set, receives the client-certificate expiry metric.
+	Registerer prometheus.Registerer
 	// Workers is how many policies are reconciled at once (default 8).
 	// A reconcile mostly waits on the apiserver (one apply per rendered
 	// object, then status), so more workers than cores pays off.
 	Workers int
 
 	ctrl       controller.Controller
+	scheme     *runtime.Scheme
+	mapper     meta.RESTMapper
+	certWatch  bool // Certificate watch started
 	mu         sync.Mutex
 	crds       map[string]bool // CRD names seen installed
 	gatewayAPI bool            // route and Gateway watches started
@@ -135,6 +144,12 @@ func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Workers = 8
 	}
 	r.crds = map[string]bool{}
+	r.scheme, r.mapper = mgr.GetScheme(), mgr.GetRESTMapper()
+	if r.Registerer != nil {
+		if err := r.Registerer.Register(newCertificateExpiry(r)); err != nil {
+			return fmt.Errorf("registering the certificate expiry metric: %w", err)
+		}
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &apiwardenv1alpha1.APIPolicy{}, indexPolicyTarget, func(o client.Object) []string {
 		keys := exposure.PolicyTargetKeys(o.(*apiwardenv1alpha1.APIPolicy))
 		out := make([]string, len(keys))
@@ -168,7 +183,7 @@ func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // exist the route and Gateway watches start.
 func (r *APIPolicyReconciler) crdChanged(ctx context.Context, o client.Object) []reconcile.Request {
 	name := o.GetName()
-	relevant := false
+	relevant := name == certificateCRD
 	for _, gvk := range append(slices.Clone(gatewayAPIKinds), r.Renderer.Kinds()...) {
 		if crdName(gvk) == name {
 			relevant = true
@@ -193,7 +208,21 @@ func (r *APIPolicyReconciler) crdChanged(ctx context.Context, o client.Object) [
 	if startWatches {
 		r.gatewayAPI = true
 	}
+	startCerts := !r.certWatch && r.crds[certificateCRD]
+	if startCerts {
+		r.certWatch = true
+	}
 	r.mu.Unlock()
+	if startCerts {
+		go func() {
+			if err := r.startCertificateWatch(); err != nil {
+				logf.FromContext(ctx).Error(err, "Starting the Certificate watch")
+				r.mu.Lock()
+				r.certWatch = false
+				r.mu.Unlock()
+			}
+		}()
+	}
 	if startWatches {
 		// Not from this handler: the controller holds its lock while its
 		// first sources sync, and this handler runs during that sync.
@@ -382,6 +411,11 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, nil
 	}
 	st := newStatusBuilder(&p, r.Renderer.Name())
+	certs, certCond, certErr := r.reconcileCertificates(ctx, &p)
+	if certErr != nil {
+		return reconcile.Result{}, certErr
+	}
+	st.certificates(certs, certCond)
 	if missing := r.missingCRDs(); len(missing) > 0 {
 		st.notInstalled(missing)
 		st.keep(p.Status.Targets, func(apiwardenv1alpha1.RenderedObject) bool { return true })

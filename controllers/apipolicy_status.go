@@ -42,6 +42,13 @@ type statusBuilder struct {
 	targets  []targetOutcome
 	failures map[int]error
 	missing  []string
+	certs    []apiwardenv1alpha1.CertificateStatus
+	certCond *metav1.Condition
+}
+
+// certificates records the client certificates' status and condition.
+func (b *statusBuilder) certificates(certs []apiwardenv1alpha1.CertificateStatus, c *metav1.Condition) {
+	b.certs, b.certCond = certs, c
 }
 
 func newStatusBuilder(p *apiwardenv1alpha1.APIPolicy, gateway string) *statusBuilder {
@@ -233,6 +240,14 @@ func (r *APIPolicyReconciler) writeStatus(ctx context.Context, p *apiwardenv1alp
 		c.ObservedGeneration = p.Generation
 		meta.SetStatusCondition(&next.Conditions, c)
 	}
+	if b.certCond != nil {
+		c := *b.certCond
+		c.ObservedGeneration = p.Generation
+		meta.SetStatusCondition(&next.Conditions, c)
+	} else {
+		meta.RemoveStatusCondition(&next.Conditions, apiwardenv1alpha1.ConditionCertificatesReady)
+	}
+	next.Certificates = b.certs
 	targets := make([]apiwardenv1alpha1.PolicyTargetStatus, 0, len(b.targets))
 	for _, t := range b.targets {
 		ts := apiwardenv1alpha1.PolicyTargetStatus{TargetRef: t.ref, Rendered: t.rendered}

@@ -651,6 +651,46 @@ type APIPolicyStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=16
 	Targets []PolicyTargetStatus `json:"targets,omitempty"`
+
+	// certificates lists the client certificates of spec.authentication.mtls,
+	// as cert-manager reports them.
+	// +optional
+	// +listType=map
+	// +listMapKey=consumer
+	// +kubebuilder:validation:MaxItems=1000
+	Certificates []CertificateStatus `json:"certificates,omitempty"`
+}
+
+// CertificateStatus is the state of one client certificate.
+type CertificateStatus struct {
+	// consumer the certificate identifies.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Consumer string `json:"consumer"`
+
+	// name of the cert-manager Certificate, and of the Secret holding the
+	// key pair, in the policy's namespace.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// ready is the Certificate's Ready condition: True, False or Unknown.
+	// +required
+	// +kubebuilder:validation:Enum=True;False;Unknown
+	Ready metav1.ConditionStatus `json:"ready"`
+
+	// reason is the reason of the Certificate's Ready condition, when not True.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Reason string `json:"reason,omitempty"`
+
+	// notAfter is when the current certificate expires.
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+
+	// renewalTime is when cert-manager will renew it (with a new key).
+	// +optional
+	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
 }
 
 // APIPolicy says how one API is protected: TLS, authentication,

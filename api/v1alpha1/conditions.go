@@ -16,6 +16,9 @@ const (
 	// ConditionRotationDue is true when an APIKeySet has a consumer whose
 	// active key is past its rotation time and was not replaced.
 	ConditionRotationDue = "RotationDue"
+	// ConditionCertificatesReady is true when every client certificate an
+	// APIPolicy asks cert-manager for is issued and current.
+	ConditionCertificatesReady = "CertificatesReady"
 	// ConditionCompliant is true when every exposed object an APIBaseline
 	// governs meets it or is exempt.
 	ConditionCompliant = "Compliant"
@@ -60,4 +63,11 @@ const (
 	// ReasonClientCertificatesNotValidated: the policy asks for mTLS on a
 	// route whose Gateway does not validate client certificates.
 	ReasonClientCertificatesNotValidated = "ClientCertificatesNotValidated"
+	// ReasonIssued: every client certificate is issued and current.
+	ReasonIssued = "Issued"
+	// ReasonCertificatesNotReady: some client certificate is not (yet) issued.
+	ReasonCertificatesNotReady = "CertificatesNotReady"
+	// ReasonCertManagerNotInstalled: the policy asks for client
+	// certificates and cert-manager's CRDs are not installed.
+	ReasonCertManagerNotInstalled = "CertManagerNotInstalled"
 )

@@ -194,7 +194,8 @@ func run(ctx context.Context, args []string) error {
 		renderer, _ := gateways.Get(o.gateway)
 		if err := (&controllers.APIPolicyReconciler{
 			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"), Renderer: renderer,
-			Authz: render.AuthzService{Namespace: o.namespace, Name: o.authzService, GRPCPort: 9001, HTTPPort: 9002},
+			Authz:      render.AuthzService{Namespace: o.namespace, Name: o.authzService, GRPCPort: 9001, HTTPPort: 9002},
+			Registerer: metrics.Registry,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the APIPolicy controller: %w", err)
 		}

@@ -1,0 +1,157 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/render"
+	"github.com/apiwarden/apiwarden/internal/render/certmanager"
+)
+
+// certificateCRD is the CRD client certificates need.
+var certificateCRD = crdName(cmv1.SchemeGroupVersion.WithKind(cmv1.CertificateKind))
+
+// certManagerInstalled reports whether cert-manager's Certificate CRD exists.
+func (r *APIPolicyReconciler) certManagerInstalled() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.crds[certificateCRD]
+}
+
+// startCertificateWatch watches cert-manager Certificates, mapping each to
+// the policy that controls it, once cert-manager's CRDs exist.
+func (r *APIPolicyReconciler) startCertificateWatch() error {
+	return r.ctrl.Watch(source.Kind(r.Cache, client.Object(&cmv1.Certificate{}),
+		handler.EnqueueRequestForOwner(r.scheme, r.mapper, &apiwardenv1alpha1.APIPolicy{}, handler.OnlyControllerOwner())))
+}
+
+// reconcileCertificates applies the policy's client Certificates, deletes
+// those of consumers no longer listed, and returns their status and the
+// CertificatesReady condition (nil when the policy asks for none and had
+// none).
+func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) ([]apiwardenv1alpha1.CertificateStatus, *metav1.Condition, error) {
+	want, err := certmanager.Clients(p)
+	if err != nil {
+		c := cond(apiwardenv1alpha1.ConditionCertificatesReady, false, apiwardenv1alpha1.ReasonInvalid, err.Error())
+		return nil, &c, nil
+	}
+	if !r.certManagerInstalled() {
+		if len(want) == 0 {
+			return nil, nil, nil
+		}
+		c := cond(apiwardenv1alpha1.ConditionCertificatesReady, false, apiwardenv1alpha1.ReasonCertManagerNotInstalled,
+			fmt.Sprintf("the CRD %s is not installed; install cert-manager, and apiwarden requests the %d client certificates", certificateCRD, len(want)))
+		return nil, &c, nil
+	}
+	wanted := map[string]bool{}
+	for _, c := range want {
+		wanted[c.Name] = true
+		if err := r.apply(ctx, p, c); err != nil {
+			return nil, nil, err
+		}
+	}
+	// Prune: this policy's Certificates that are no longer wanted.
+	var have cmv1.CertificateList
+	if err := r.Client.List(ctx, &have, client.InNamespace(p.Namespace), client.MatchingLabels{render.LabelPolicy: render.Truncate(p.Name, 63)}); err != nil {
+		return nil, nil, fmt.Errorf("listing client Certificates: %w", err)
+	}
+	live := map[string]*cmv1.Certificate{}
+	for i := range have.Items {
+		c := &have.Items[i]
+		if !ownedBy(c, p) {
+			continue
+		}
+		if !wanted[c.Name] {
+			r.applied.Delete(cmv1.SchemeGroupVersion.String() + "/" + cmv1.CertificateKind + "/" + c.Namespace + "/" + c.Name)
+			if err := r.Client.Delete(ctx, c, client.Preconditions{UID: ptr.To(c.UID)}); client.IgnoreNotFound(err) != nil {
+				return nil, nil, fmt.Errorf("deleting the client Certificate %s: %w", c.Name, err)
+			}
+			r.Recorder.Eventf(p, "Normal", "Pruned", "Deleted the client Certificate %s of a consumer no longer listed", c.Name)
+			continue
+		}
+		live[c.Name] = c
+	}
+	if len(want) == 0 {
+		return nil, nil, nil
+	}
+	out := make([]apiwardenv1alpha1.CertificateStatus, 0, len(want))
+	notReady := 0
+	var first string
+	for _, w := range want {
+		cs := apiwardenv1alpha1.CertificateStatus{Consumer: w.Spec.CommonName, Name: w.Name, Ready: metav1.ConditionUnknown, Reason: "Pending"}
+		if c := live[w.Name]; c != nil {
+			for _, cc := range c.Status.Conditions {
+				if cc.Type == cmv1.CertificateConditionReady {
+					cs.Ready, cs.Reason = metav1.ConditionStatus(cc.Status), cc.Reason
+				}
+			}
+			cs.NotAfter, cs.RenewalTime = c.Status.NotAfter, c.Status.RenewalTime
+		}
+		if cs.Ready == metav1.ConditionTrue {
+			cs.Reason = ""
+		} else {
+			notReady++
+			if first == "" {
+				first = cs.Name
+			}
+		}
+		out = append(out, cs)
+	}
+	c := cond(apiwardenv1alpha1.ConditionCertificatesReady, true, apiwardenv1alpha1.ReasonIssued, fmt.Sprintf("%d client certificates issued", len(out)))
+	if notReady > 0 {
+		c = cond(apiwardenv1alpha1.ConditionCertificatesReady, false, apiwardenv1alpha1.ReasonCertificatesNotReady,
+			fmt.Sprintf("%d of %d client certificates are not ready (first: %s); kubectl describe certificate says why", notReady, len(out), first))
+	}
+	return out, &c, nil
+}
+
+// certificateExpiry exports, at every scrape, the seconds until each client
+// certificate apiwarden requested expires, from the informer cache.
+// Cardinality: one series per client certificate, bounded by the consumers
+// listed in APIPolicies (at most 1000 each).
+type certificateExpiry struct {
+	r    *APIPolicyReconciler
+	desc *prometheus.Desc
+	now  func() time.Time
+}
+
+func newCertificateExpiry(r *APIPolicyReconciler) *certificateExpiry {
+	return &certificateExpiry{r: r, now: time.Now, desc: prometheus.NewDesc("apiwarden_client_certificate_expiry_seconds",
+		"Seconds until each client certificate apiwarden requested from cert-manager expires (negative once expired), by namespace, policy and consumer.",
+		[]string{"namespace", "policy", "consumer"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (e *certificateExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- e.desc }
+
+// Collect implements prometheus.Collector.
+func (e *certificateExpiry) Collect(ch chan<- prometheus.Metric) {
+	if !e.r.certManagerInstalled() {
+		return
+	}
+	var list cmv1.CertificateList
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := e.r.Cache.List(ctx, &list, client.HasLabels{certmanager.LabelConsumer}); err != nil {
+		return
+	}
+	now := e.now()
+	for i := range list.Items {
+		c := &list.Items[i]
+		if c.Status.NotAfter == nil || c.Labels[render.LabelManagedBy] != render.ManagedBy {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(e.desc, prometheus.GaugeValue, c.Status.NotAfter.Sub(now).Seconds(),
+			c.Namespace, c.Labels[render.LabelPolicy], c.Labels[certmanager.LabelConsumer])
+	}
+}

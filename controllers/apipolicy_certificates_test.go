@@ -1,0 +1,129 @@
+package controllers_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+)
+
+// TestAPIPolicyClientCertificates: the client Certificates of an mTLS
+// policy are accepted by cert-manager's real CRD, owned by the policy,
+// updated and pruned with the consumer list; their conditions (set here as
+// cert-manager would) flow into the policy's status and the expiry metric;
+// the Gateway validates clients against the first certificate's CA.
+func TestAPIPolicyClientCertificates(t *testing.T) {
+	ctx := context.Background()
+	if err := env.InstallEnvoyGatewayCRDs(); err != nil {
+		t.Fatal(err)
+	}
+	newNamespace(t)
+	gw := &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "partners"}, Spec: gatewayv1.GatewaySpec{
+		GatewayClassName: "eg",
+		Listeners: []gatewayv1.Listener{{Name: "https", Protocol: gatewayv1.HTTPSProtocolType, Port: 443,
+			TLS: &gatewayv1.ListenerTLSConfig{CertificateRefs: []gatewayv1.SecretObjectReference{{Name: "partners-cert"}}}}},
+	}}
+	if err := k8s.Create(ctx, gw); err != nil {
+		t.Fatal(err)
+	}
+	p := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "partners-mtls"}, Spec: apiwardenv1alpha1.APIPolicySpec{
+		TargetRefs: []apiwardenv1alpha1.PolicyTargetReference{gwRef("Gateway", "partners")},
+		Authentication: &apiwardenv1alpha1.Authentication{MTLS: &apiwardenv1alpha1.MTLSAuthentication{
+			IssuerRef: apiwardenv1alpha1.IssuerReference{Name: "partners-ca", Kind: "ClusterIssuer"},
+			Clients:   &apiwardenv1alpha1.MTLSClients{Consumers: []string{"acme", "globex"}},
+		}},
+	}}
+	if err := k8s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"partners-mtls-acme-client", "partners-mtls-globex-client"}
+	var cert cmv1.Certificate
+	eventually(t, "client Certificates", func() bool { return exists(t, &cert, names[0]) && exists(t, &cmv1.Certificate{}, names[1]) })
+	s := cert.Spec
+	if s.SecretName != names[0] || !slices.Contains(s.Usages, cmv1.UsageClientAuth) || s.PrivateKey.RotationPolicy != cmv1.RotationPolicyAlways ||
+		s.IssuerRef.Kind != "ClusterIssuer" || len(s.URIs) != 1 || s.URIs[0] != "spiffe://apiwarden.io/ns/"+ns+"/consumer/acme" ||
+		s.Duration.Duration != 2160*time.Hour || s.RenewBefore.Duration != 720*time.Hour || s.SecretTemplate.Labels["apiwarden.io/consumer"] != "acme" {
+		t.Errorf("Certificate spec: %+v", s)
+	}
+	if c := metav1.GetControllerOf(&cert); c == nil || c.Name != "partners-mtls" {
+		t.Errorf("Certificate controller: %+v", cert.OwnerReferences)
+	}
+	waitCond(t, "partners-mtls", apiwardenv1alpha1.ConditionCertificatesReady, metav1.ConditionFalse, apiwardenv1alpha1.ReasonCertificatesNotReady)
+	var ctp egv1a1.ClientTrafficPolicy
+	eventually(t, "client validation on the Gateway", func() bool {
+		return exists(t, &ctp, "partners-mtls-gateway-partners") && ctp.Spec.TLS != nil && ctp.Spec.TLS.ClientValidation != nil
+	})
+	if ref := ctp.Spec.TLS.ClientValidation.CACertificateRefs[0]; string(ref.Name) != names[0] || string(*ref.Kind) != "Secret" {
+		t.Errorf("trust bundle reference: %+v", ref)
+	}
+
+	// cert-manager issues them: the policy's status follows.
+	notAfter := metav1.NewTime(time.Now().Add(90 * 24 * time.Hour).Truncate(time.Second))
+	renewal := metav1.NewTime(notAfter.Add(-30 * 24 * time.Hour))
+	for _, n := range names {
+		var c cmv1.Certificate
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: n}, &c); err != nil {
+			t.Fatal(err)
+		}
+		c.Status = cmv1.CertificateStatus{NotAfter: &notAfter, RenewalTime: &renewal,
+			Conditions: []cmv1.CertificateCondition{{Type: cmv1.CertificateConditionReady, Status: cmmeta.ConditionTrue, Reason: "Ready", Message: "issued"}}}
+		if err := k8s.Status().Update(ctx, &c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCond(t, "partners-mtls", apiwardenv1alpha1.ConditionCertificatesReady, metav1.ConditionTrue, apiwardenv1alpha1.ReasonIssued)
+	var got apiwardenv1alpha1.APIPolicy
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Status.Certificates) != 2 || got.Status.Certificates[0].Consumer != "acme" || got.Status.Certificates[0].Ready != metav1.ConditionTrue ||
+		!got.Status.Certificates[0].NotAfter.Equal(&notAfter) || !got.Status.Certificates[0].RenewalTime.Equal(&renewal) {
+		t.Errorf("status.certificates: %+v", got.Status.Certificates)
+	}
+
+	// The metric: seconds until each certificate expires.
+	eventually(t, "expiry metric", func() bool {
+		mfs, err := policyMetrics.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "apiwarden_client_certificate_expiry_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["namespace"] == ns && labels["policy"] == "partners-mtls" && labels["consumer"] == "acme" {
+					want := time.Until(notAfter.Time).Seconds()
+					if v := m.GetGauge().GetValue(); v < want-60 || v > want+1 {
+						t.Fatalf("expiry seconds = %.0f, want about %.0f", v, want)
+					}
+					return true
+				}
+			}
+		}
+		return false
+	})
+
+	// A consumer leaves: its Certificate goes.
+	updatePolicy(t, "partners-mtls", func(p *apiwardenv1alpha1.APIPolicy) {
+		p.Spec.Authentication.MTLS.Clients.Consumers = []string{"acme"}
+	})
+	eventually(t, "globex's Certificate pruned", func() bool { return !exists(t, &cmv1.Certificate{}, names[1]) })
+	eventually(t, "status lists acme only", func() bool {
+		var p apiwardenv1alpha1.APIPolicy
+		return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "partners-mtls"}, &p) == nil && len(p.Status.Certificates) == 1
+	})
+}
