@@ -40,7 +40,7 @@ func (r *APIPolicyReconciler) startCertificateWatch() error {
 // CertificatesReady condition (nil when the policy asks for none and had
 // none).
 func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) ([]apiwardenv1alpha1.CertificateStatus, *metav1.Condition, error) {
-	want, err := certmanager.Clients(p)
+	want, notes, err := certmanager.ForPolicy(p, cacheLookup{ctx: ctx, r: r})
 	if err != nil {
 		c := cond(apiwardenv1alpha1.ConditionCertificatesReady, false, apiwardenv1alpha1.ReasonInvalid, err.Error())
 		return nil, &c, nil
@@ -50,7 +50,7 @@ func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiw
 			return nil, nil, nil
 		}
 		c := cond(apiwardenv1alpha1.ConditionCertificatesReady, false, apiwardenv1alpha1.ReasonCertManagerNotInstalled,
-			fmt.Sprintf("the CRD %s is not installed; install cert-manager, and apiwarden requests the %d client certificates", certificateCRD, len(want)))
+			fmt.Sprintf("the CRD %s is not installed; install cert-manager, and apiwarden requests the %d certificates", certificateCRD, len(want)))
 		return nil, &c, nil
 	}
 	wanted := map[string]bool{}
@@ -76,7 +76,7 @@ func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiw
 			if err := r.Client.Delete(ctx, c, client.Preconditions{UID: ptr.To(c.UID)}); client.IgnoreNotFound(err) != nil {
 				return nil, nil, fmt.Errorf("deleting the client Certificate %s: %w", c.Name, err)
 			}
-			r.Recorder.Eventf(p, "Normal", "Pruned", "Deleted the client Certificate %s of a consumer no longer listed", c.Name)
+			r.Recorder.Eventf(p, "Normal", "Pruned", "Deleted the Certificate %s, which the policy no longer asks for", c.Name)
 			continue
 		}
 		live[c.Name] = c
@@ -88,7 +88,11 @@ func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiw
 	notReady := 0
 	var first string
 	for _, w := range want {
-		cs := apiwardenv1alpha1.CertificateStatus{Consumer: w.Spec.CommonName, Name: w.Name, Ready: metav1.ConditionUnknown, Reason: "Pending"}
+		cs := apiwardenv1alpha1.CertificateStatus{Name: w.Name, SecretName: w.Spec.SecretName, Ready: metav1.ConditionUnknown, Reason: "Pending",
+			Usage: apiwardenv1alpha1.CertificateUsageClient, Consumer: w.Labels[certmanager.LabelConsumer]}
+		if l := w.Annotations[certmanager.AnnotationListener]; l != "" {
+			cs.Usage, cs.Listener = apiwardenv1alpha1.CertificateUsageServer, l
+		}
 		if c := live[w.Name]; c != nil {
 			for _, cc := range c.Status.Conditions {
 				if cc.Type == cmv1.CertificateConditionReady {
@@ -107,18 +111,22 @@ func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiw
 		}
 		out = append(out, cs)
 	}
-	c := cond(apiwardenv1alpha1.ConditionCertificatesReady, true, apiwardenv1alpha1.ReasonIssued, fmt.Sprintf("%d client certificates issued", len(out)))
+	msg := fmt.Sprintf("%d certificates issued", len(out))
+	for _, n := range notes {
+		msg += "; " + n.Message
+	}
+	c := cond(apiwardenv1alpha1.ConditionCertificatesReady, true, apiwardenv1alpha1.ReasonIssued, msg)
 	if notReady > 0 {
 		c = cond(apiwardenv1alpha1.ConditionCertificatesReady, false, apiwardenv1alpha1.ReasonCertificatesNotReady,
-			fmt.Sprintf("%d of %d client certificates are not ready (first: %s); kubectl describe certificate says why", notReady, len(out), first))
+			fmt.Sprintf("%d of %d certificates are not ready (first: %s); kubectl describe certificate says why", notReady, len(out), first))
 	}
 	return out, &c, nil
 }
 
 // certificateExpiry exports, at every scrape, the seconds until each client
 // certificate apiwarden requested expires, from the informer cache.
-// Cardinality: one series per client certificate, bounded by the consumers
-// listed in APIPolicies (at most 1000 each).
+// Cardinality: one series per certificate, bounded by the consumers listed
+// in APIPolicies (at most 1000 each) and the HTTPS listeners they serve.
 type certificateExpiry struct {
 	r    *APIPolicyReconciler
 	desc *prometheus.Desc
@@ -126,9 +134,9 @@ type certificateExpiry struct {
 }
 
 func newCertificateExpiry(r *APIPolicyReconciler) *certificateExpiry {
-	return &certificateExpiry{r: r, now: time.Now, desc: prometheus.NewDesc("apiwarden_client_certificate_expiry_seconds",
-		"Seconds until each client certificate apiwarden requested from cert-manager expires (negative once expired), by namespace, policy and consumer.",
-		[]string{"namespace", "policy", "consumer"}, nil)}
+	return &certificateExpiry{r: r, now: time.Now, desc: prometheus.NewDesc("apiwarden_certificate_expiry_seconds",
+		"Seconds until each certificate apiwarden requested from cert-manager expires (negative once expired), by namespace, policy, certificate and usage (client or server).",
+		[]string{"namespace", "policy", "certificate", "usage"}, nil)}
 }
 
 // Describe implements prometheus.Collector.
@@ -142,16 +150,20 @@ func (e *certificateExpiry) Collect(ch chan<- prometheus.Metric) {
 	var list cmv1.CertificateList
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := e.r.Cache.List(ctx, &list, client.HasLabels{certmanager.LabelConsumer}); err != nil {
+	if err := e.r.Cache.List(ctx, &list, client.MatchingLabels{render.LabelManagedBy: render.ManagedBy}); err != nil {
 		return
 	}
 	now := e.now()
 	for i := range list.Items {
 		c := &list.Items[i]
-		if c.Status.NotAfter == nil || c.Labels[render.LabelManagedBy] != render.ManagedBy {
+		if c.Status.NotAfter == nil {
 			continue
 		}
+		usage := "client"
+		if c.Annotations[certmanager.AnnotationListener] != "" {
+			usage = "server"
+		}
 		ch <- prometheus.MustNewConstMetric(e.desc, prometheus.GaugeValue, c.Status.NotAfter.Sub(now).Seconds(),
-			c.Namespace, c.Labels[render.LabelPolicy], c.Labels[certmanager.LabelConsumer])
+			c.Namespace, c.Labels[render.LabelPolicy], c.Name, usage)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/ptr"
+
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
@@ -29,7 +31,7 @@ func TestAPIPolicyClientCertificates(t *testing.T) {
 	newNamespace(t)
 	gw := &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "partners"}, Spec: gatewayv1.GatewaySpec{
 		GatewayClassName: "eg",
-		Listeners: []gatewayv1.Listener{{Name: "https", Protocol: gatewayv1.HTTPSProtocolType, Port: 443,
+		Listeners: []gatewayv1.Listener{{Name: "https", Protocol: gatewayv1.HTTPSProtocolType, Port: 443, Hostname: ptr.To(gatewayv1.Hostname("partners.example.com")),
 			TLS: &gatewayv1.ListenerTLSConfig{CertificateRefs: []gatewayv1.SecretObjectReference{{Name: "partners-cert"}}}}},
 	}}
 	if err := k8s.Create(ctx, gw); err != nil {
@@ -40,6 +42,7 @@ func TestAPIPolicyClientCertificates(t *testing.T) {
 		Authentication: &apiwardenv1alpha1.Authentication{MTLS: &apiwardenv1alpha1.MTLSAuthentication{
 			IssuerRef: apiwardenv1alpha1.IssuerReference{Name: "partners-ca", Kind: "ClusterIssuer"},
 			Clients:   &apiwardenv1alpha1.MTLSClients{Consumers: []string{"acme", "globex"}},
+			Server:    &apiwardenv1alpha1.MTLSServer{},
 		}},
 	}}
 	if err := k8s.Create(ctx, p); err != nil {
@@ -57,6 +60,15 @@ func TestAPIPolicyClientCertificates(t *testing.T) {
 	if c := metav1.GetControllerOf(&cert); c == nil || c.Name != "partners-mtls" {
 		t.Errorf("Certificate controller: %+v", cert.OwnerReferences)
 	}
+	// The listener's server certificate goes into the Secret its
+	// certificateRef already names; the Gateway is not changed.
+	var server cmv1.Certificate
+	eventually(t, "server Certificate", func() bool { return exists(t, &server, "partners-mtls-partners-https-server") })
+	if server.Spec.SecretName != "partners-cert" || len(server.Spec.DNSNames) != 1 || server.Spec.DNSNames[0] != "partners.example.com" ||
+		!slices.Contains(server.Spec.Usages, cmv1.UsageServerAuth) || server.Spec.IssuerRef.Name != "partners-ca" {
+		t.Errorf("server Certificate spec: %+v", server.Spec)
+	}
+	names = append(names, server.Name)
 	waitCond(t, "partners-mtls", apiwardenv1alpha1.ConditionCertificatesReady, metav1.ConditionFalse, apiwardenv1alpha1.ReasonCertificatesNotReady)
 	var ctp egv1a1.ClientTrafficPolicy
 	eventually(t, "client validation on the Gateway", func() bool {
@@ -85,7 +97,8 @@ func TestAPIPolicyClientCertificates(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Status.Certificates) != 2 || got.Status.Certificates[0].Consumer != "acme" || got.Status.Certificates[0].Ready != metav1.ConditionTrue ||
+	if len(got.Status.Certificates) != 3 || got.Status.Certificates[0].Consumer != "acme" || got.Status.Certificates[0].Ready != metav1.ConditionTrue ||
+		got.Status.Certificates[2].Usage != apiwardenv1alpha1.CertificateUsageServer || got.Status.Certificates[2].Listener != "partners/https" ||
 		!got.Status.Certificates[0].NotAfter.Equal(&notAfter) || !got.Status.Certificates[0].RenewalTime.Equal(&renewal) {
 		t.Errorf("status.certificates: %+v", got.Status.Certificates)
 	}
@@ -97,7 +110,7 @@ func TestAPIPolicyClientCertificates(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, mf := range mfs {
-			if mf.GetName() != "apiwarden_client_certificate_expiry_seconds" {
+			if mf.GetName() != "apiwarden_certificate_expiry_seconds" {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
@@ -105,7 +118,7 @@ func TestAPIPolicyClientCertificates(t *testing.T) {
 				for _, l := range m.GetLabel() {
 					labels[l.GetName()] = l.GetValue()
 				}
-				if labels["namespace"] == ns && labels["policy"] == "partners-mtls" && labels["consumer"] == "acme" {
+				if labels["namespace"] == ns && labels["policy"] == "partners-mtls" && labels["certificate"] == names[0] && labels["usage"] == "client" {
 					want := time.Until(notAfter.Time).Seconds()
 					if v := m.GetGauge().GetValue(); v < want-60 || v > want+1 {
 						t.Fatalf("expiry seconds = %.0f, want about %.0f", v, want)
@@ -124,6 +137,6 @@ func TestAPIPolicyClientCertificates(t *testing.T) {
 	eventually(t, "globex's Certificate pruned", func() bool { return !exists(t, &cmv1.Certificate{}, names[1]) })
 	eventually(t, "status lists acme only", func() bool {
 		var p apiwardenv1alpha1.APIPolicy
-		return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "partners-mtls"}, &p) == nil && len(p.Status.Certificates) == 1
+		return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "partners-mtls"}, &p) == nil && len(p.Status.Certificates) == 2
 	})
 }

@@ -454,6 +454,11 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return !applied[ro] && !slices.Contains(pruned, ro)
 	})
 	if err := r.writeStatus(ctx, &p, st); err != nil {
+		if apierrors.IsConflict(err) {
+			// The cached policy was stale (its status just changed):
+			// reconcile again from the newer copy, without an error.
+			return reconcile.Result{Requeue: true}, nil
+		}
 		return reconcile.Result{}, err
 	}
 	for _, o := range pruned {

@@ -226,6 +226,34 @@ type MTLSAuthentication struct {
 	// clients says which consumers get a client certificate.
 	// +optional
 	Clients *MTLSClients `json:"clients,omitempty"`
+
+	// server, when set on a policy that targets a Gateway, has cert-manager
+	// issue the server certificate of each of its HTTPS listeners into the
+	// Secret the listener's first certificateRef names, for the listener's
+	// hostname. The Gateway itself is not changed.
+	// +optional
+	Server *MTLSServer `json:"server,omitempty"`
+}
+
+// MTLSServer asks for the server certificates of a Gateway's listeners.
+// +kubebuilder:validation:XValidation:rule="!has(self.duration) || !has(self.renewBefore) || duration(self.renewBefore) < duration(self.duration)",message="renewBefore must be shorter than duration"
+type MTLSServer struct {
+	// issuerRef signs the server certificates; it defaults to the mtls
+	// issuerRef, so that clients and the server share one CA.
+	// +optional
+	IssuerRef *IssuerReference `json:"issuerRef,omitempty"`
+
+	// duration is the lifetime of a server certificate.
+	// +optional
+	// +kubebuilder:default="2160h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="duration must be at least 1h"
+	Duration *metav1.Duration `json:"duration,omitempty"`
+
+	// renewBefore is how long before expiry cert-manager renews it.
+	// +optional
+	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5m')",message="renewBefore must be at least 5m"
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 }
 
 // TrustBundleReference names a ConfigMap or Secret holding CA certificates
@@ -652,27 +680,51 @@ type APIPolicyStatus struct {
 	// +kubebuilder:validation:MaxItems=16
 	Targets []PolicyTargetStatus `json:"targets,omitempty"`
 
-	// certificates lists the client certificates of spec.authentication.mtls,
-	// as cert-manager reports them.
+	// certificates lists the client and server certificates of
+	// spec.authentication.mtls, as cert-manager reports them.
 	// +optional
 	// +listType=map
-	// +listMapKey=consumer
-	// +kubebuilder:validation:MaxItems=1000
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=1016
 	Certificates []CertificateStatus `json:"certificates,omitempty"`
 }
 
-// CertificateStatus is the state of one client certificate.
-type CertificateStatus struct {
-	// consumer the certificate identifies.
-	// +required
-	// +kubebuilder:validation:MaxLength=63
-	Consumer string `json:"consumer"`
+// CertificateUsage says what a certificate is for.
+// +kubebuilder:validation:Enum=Client;Server
+type CertificateUsage string
 
-	// name of the cert-manager Certificate, and of the Secret holding the
-	// key pair, in the policy's namespace.
+const (
+	// CertificateUsageClient identifies a consumer to the gateway.
+	CertificateUsageClient CertificateUsage = "Client"
+	// CertificateUsageServer identifies a Gateway listener to clients.
+	CertificateUsageServer CertificateUsage = "Server"
+)
+
+// CertificateStatus is the state of one certificate.
+type CertificateStatus struct {
+	// name of the cert-manager Certificate in the policy's namespace.
 	// +required
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
+
+	// usage is Client or Server.
+	// +required
+	Usage CertificateUsage `json:"usage"`
+
+	// consumer a client certificate identifies.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Consumer string `json:"consumer,omitempty"`
+
+	// listener a server certificate serves, as "<gateway>/<listener>".
+	// +optional
+	// +kubebuilder:validation:MaxLength=317
+	Listener string `json:"listener,omitempty"`
+
+	// secretName is the Secret holding the key pair.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	SecretName string `json:"secretName,omitempty"`
 
 	// ready is the Certificate's Ready condition: True, False or Unknown.
 	// +required

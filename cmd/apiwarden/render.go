@@ -99,7 +99,7 @@ func runRender(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "apiwarden render: %v\n", err)
 			return exitBadInput
 		}
-		if err := certmanager.WriteYAML(stdout, p); err != nil {
+		if err := certmanager.WriteYAML(stdout, p, lk); err != nil {
 			fmt.Fprintf(stderr, "apiwarden render: %v\n", err)
 			return exitBadInput
 		}

@@ -1,6 +1,6 @@
 // Package mtls_test proves, with real TLS handshakes on loopback, that the
 // client-certificate configuration apiwarden renders admits exactly the
-// clients it should. A CA made by the test stands in for cert-manager's CA
+// clients it should, behind the server certificate it asks for. A CA made by the test stands in for cert-manager's CA
 // issuer and signs certificates with exactly the fields the rendered
 // Certificate asks for; a Go TLS server is configured as the rendered
 // ClientTrafficPolicy says (minimum version, trust bundle, required client
@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,8 +105,9 @@ func (c *ca) issue(t *testing.T, spec cmv1.CertificateSpec, notBefore time.Time)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// rendered returns, for the mtls golden case, the client Certificates of
-// the partners policy and its ClientTrafficPolicy.
+// rendered returns, for the mtls golden case, the Certificates of the
+// partners policy (clients first, then the listener's server certificate)
+// and its ClientTrafficPolicy.
 func rendered(t *testing.T) ([]*cmv1.Certificate, *egv1a1.ClientTrafficPolicy) {
 	t.Helper()
 	path := "../../internal/render/envoygateway/testdata/mtls.yaml"
@@ -126,11 +128,12 @@ func rendered(t *testing.T) ([]*cmv1.Certificate, *egv1a1.ClientTrafficPolicy) {
 			policy = p
 		}
 	}
-	certs, err := certmanager.Clients(policy)
+	lk := render.NewManifestLookup(objs, "default")
+	certs, _, err := certmanager.ForPolicy(policy, lk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	plans, err := render.Plan(policy, render.NewManifestLookup(objs, "default"), envoygateway.Renderer{}, render.DefaultAuthzService)
+	plans, err := render.Plan(policy, lk, envoygateway.Renderer{}, render.DefaultAuthzService)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,8 +181,11 @@ func serverConfig(t *testing.T, ctp *egv1a1.ClientTrafficPolicy, trust *x509.Cer
 func TestHandshakes(t *testing.T) {
 	certs, ctp := rendered(t)
 	issuer, other := newCA(t, "partners-ca"), newCA(t, "someone-else")
-	serverCert := issuer.issue(t, cmv1.CertificateSpec{CommonName: "127.0.0.1", DNSNames: []string{"localhost"}, Usages: []cmv1.KeyUsage{cmv1.UsageServerAuth, cmv1.UsageDigitalSignature},
-		Duration: certs[0].Spec.Duration, PrivateKey: certs[0].Spec.PrivateKey}, time.Now().Add(-time.Minute))
+	server := certs[len(certs)-1].Spec
+	if len(server.DNSNames) != 1 || !slices.Contains(server.Usages, cmv1.UsageServerAuth) {
+		t.Fatalf("rendered server Certificate: %+v", server)
+	}
+	serverCert := issuer.issue(t, server, time.Now().Add(-time.Minute))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +208,7 @@ func TestHandshakes(t *testing.T) {
 	roots.AddCert(issuer.cert)
 
 	get := func(client []tls.Certificate, maxVersion uint16) (string, error) {
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: client, MaxVersion: maxVersion}}
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: server.DNSNames[0], Certificates: client, MaxVersion: maxVersion}}
 		defer tr.CloseIdleConnections()
 		c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 		resp, err := c.Get("https://" + ln.Addr().String() + "/invoices")

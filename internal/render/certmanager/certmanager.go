@@ -12,8 +12,10 @@ import (
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/exposure"
 	"github.com/apiwarden/apiwarden/internal/identity"
 	"github.com/apiwarden/apiwarden/internal/render"
 )
@@ -21,6 +23,10 @@ import (
 // LabelConsumer is set, on a client Certificate and its Secret, to the
 // consumer it identifies.
 const LabelConsumer = "apiwarden.io/consumer"
+
+// AnnotationListener is set, on a server Certificate, to the
+// "<gateway>/<listener>" it serves.
+const AnnotationListener = "apiwarden.io/listener"
 
 // Defaults of MTLSClients, applied by the CRD and again here for manifests
 // given to the CLI.
@@ -54,13 +60,7 @@ func Clients(p *apiwardenv1alpha1.APIPolicy) ([]*cmv1.Certificate, error) {
 	if renew >= dur {
 		return nil, fmt.Errorf("spec.authentication.mtls.clients: renewBefore (%s) must be shorter than duration (%s)", renew, dur)
 	}
-	issuer := cmmeta.IssuerReference{Name: m.IssuerRef.Name, Kind: m.IssuerRef.Kind, Group: m.IssuerRef.Group}
-	if issuer.Kind == "" {
-		issuer.Kind = "Issuer"
-	}
-	if issuer.Group == "" {
-		issuer.Group = "cert-manager.io"
-	}
+	issuer := issuerRef(m.IssuerRef)
 	out := make([]*cmv1.Certificate, 0, len(m.Clients.Consumers))
 	for _, c := range m.Clients.Consumers {
 		name := ClientName(p.Name, c)
@@ -89,6 +89,83 @@ func Clients(p *apiwardenv1alpha1.APIPolicy) ([]*cmv1.Certificate, error) {
 	return out, nil
 }
 
+func issuerRef(r apiwardenv1alpha1.IssuerReference) cmmeta.IssuerReference {
+	out := cmmeta.IssuerReference{Name: r.Name, Kind: r.Kind, Group: r.Group}
+	if out.Kind == "" {
+		out.Kind = "Issuer"
+	}
+	if out.Group == "" {
+		out.Group = "cert-manager.io"
+	}
+	return out
+}
+
+// Servers renders the server Certificates a Gateway-level policy asks for
+// (authentication.mtls.server): one per HTTPS listener of gw that
+// terminates TLS, issued into the Secret its first certificateRef names (in
+// the Gateway's namespace) for the listener's hostname. Listeners it cannot
+// serve are returned as notes.
+func Servers(p *apiwardenv1alpha1.APIPolicy, gw *gatewayv1.Gateway, section *string) ([]*cmv1.Certificate, []render.Note, error) {
+	a := p.Spec.Authentication
+	if a == nil || a.MTLS == nil || a.MTLS.Server == nil || gw == nil {
+		return nil, nil, nil
+	}
+	srv := a.MTLS.Server
+	dur, renew := DefaultDuration, DefaultRenewBefore
+	if srv.Duration != nil {
+		dur = srv.Duration.Duration
+	}
+	if srv.RenewBefore != nil {
+		renew = srv.RenewBefore.Duration
+	}
+	if renew >= dur {
+		return nil, nil, fmt.Errorf("spec.authentication.mtls.server: renewBefore (%s) must be shorter than duration (%s)", renew, dur)
+	}
+	issuer := issuerRef(a.MTLS.IssuerRef)
+	if srv.IssuerRef != nil {
+		issuer = issuerRef(*srv.IssuerRef)
+	}
+	var out []*cmv1.Certificate
+	var notes []render.Note
+	for _, l := range gw.Spec.Listeners {
+		if l.Protocol != gatewayv1.HTTPSProtocolType || (section != nil && string(l.Name) != *section) {
+			continue
+		}
+		field := "spec.authentication.mtls.server"
+		switch {
+		case l.TLS == nil || (l.TLS.Mode != nil && *l.TLS.Mode != gatewayv1.TLSModeTerminate) || len(l.TLS.CertificateRefs) == 0:
+			notes = append(notes, render.Note{Field: field, Message: fmt.Sprintf("listener %s does not terminate TLS with a certificateRef; no server certificate", l.Name)})
+			continue
+		case l.Hostname == nil || *l.Hostname == "":
+			notes = append(notes, render.Note{Field: field, Message: fmt.Sprintf("listener %s has no hostname to put in a certificate; no server certificate", l.Name)})
+			continue
+		}
+		ref := l.TLS.CertificateRefs[0]
+		if (ref.Kind != nil && *ref.Kind != "Secret") || (ref.Group != nil && *ref.Group != "") || (ref.Namespace != nil && string(*ref.Namespace) != gw.Namespace) {
+			notes = append(notes, render.Note{Field: field, Message: fmt.Sprintf("listener %s's first certificateRef is not a Secret in the Gateway's namespace; no server certificate", l.Name)})
+			continue
+		}
+		name := render.Truncate(p.Name+"-"+gw.Name+"-"+string(l.Name)+"-server", 253)
+		labels := render.Labels(p.Name)
+		out = append(out, &cmv1.Certificate{
+			TypeMeta: metav1.TypeMeta{APIVersion: cmv1.SchemeGroupVersion.String(), Kind: cmv1.CertificateKind},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: labels,
+				Annotations: map[string]string{AnnotationListener: gw.Name + "/" + string(l.Name)}},
+			Spec: cmv1.CertificateSpec{
+				SecretName:     string(ref.Name),
+				SecretTemplate: &cmv1.CertificateSecretTemplate{Labels: labels},
+				DNSNames:       []string{string(*l.Hostname)},
+				Usages:         []cmv1.KeyUsage{cmv1.UsageServerAuth, cmv1.UsageDigitalSignature},
+				Duration:       &metav1.Duration{Duration: dur},
+				RenewBefore:    &metav1.Duration{Duration: renew},
+				PrivateKey:     &cmv1.CertificatePrivateKey{Algorithm: cmv1.ECDSAKeyAlgorithm, Size: 256, RotationPolicy: cmv1.RotationPolicyAlways},
+				IssuerRef:      issuer,
+			},
+		})
+	}
+	return out, notes, nil
+}
+
 // TrustBundle returns the object the gateway reads the client CA from: the
 // policy's trustBundleRef, else the Secret of its first client certificate
 // (cert-manager writes the issuing CA into its "ca.crt"). ok is false when
@@ -111,18 +188,49 @@ func TrustBundle(p *apiwardenv1alpha1.APIPolicy, spec apiwardenv1alpha1.APIPolic
 	return "", "", false
 }
 
-// WriteYAML prints the client Certificates of a policy after a comment
-// saying what they are, as render.WriteYAML prints a gateway's objects.
-func WriteYAML(w io.Writer, p *apiwardenv1alpha1.APIPolicy) error {
+// ForPolicy returns every Certificate a policy asks for: its consumers'
+// client certificates and, for the Gateways it targets (found through lk),
+// their listeners' server certificates, with notes on listeners that cannot
+// have one.
+func ForPolicy(p *apiwardenv1alpha1.APIPolicy, lk render.Lookup) ([]*cmv1.Certificate, []render.Note, error) {
 	certs, err := Clients(p)
 	if err != nil {
-		_, werr := fmt.Fprintf(w, "# APIPolicy %s/%s client certificates: Invalid\n#   %s\n", p.Namespace, p.Name, err)
+		return nil, nil, err
+	}
+	var notes []render.Note
+	for _, ref := range p.Spec.TargetRefs {
+		if ref.Group != render.GatewayGroup || ref.Kind != "Gateway" {
+			continue
+		}
+		obj, err := lk.Target(exposure.TargetKey{Group: ref.Group, Kind: ref.Kind, Namespace: p.Namespace, Name: ref.Name})
+		if err != nil {
+			return nil, nil, err
+		}
+		gw, _ := obj.(*gatewayv1.Gateway)
+		servers, n, err := Servers(p, gw, ref.SectionName)
+		if err != nil {
+			return nil, nil, err
+		}
+		certs, notes = append(certs, servers...), append(notes, n...)
+	}
+	return certs, notes, nil
+}
+
+// WriteYAML prints the Certificates of a policy (ForPolicy) after a comment
+// saying what they are, as render.WriteYAML prints a gateway's objects.
+func WriteYAML(w io.Writer, p *apiwardenv1alpha1.APIPolicy, lk render.Lookup) error {
+	certs, notes, err := ForPolicy(p, lk)
+	if err != nil {
+		_, werr := fmt.Fprintf(w, "# APIPolicy %s/%s certificates: Invalid\n#   %s\n", p.Namespace, p.Name, err)
 		return werr
 	}
-	if len(certs) == 0 {
+	if len(certs) == 0 && len(notes) == 0 {
 		return nil
 	}
-	fmt.Fprintf(w, "# APIPolicy %s/%s client certificates: %d, issued by %s %s\n", p.Namespace, p.Name, len(certs), certs[0].Spec.IssuerRef.Kind, certs[0].Spec.IssuerRef.Name)
+	fmt.Fprintf(w, "# APIPolicy %s/%s certificates from cert-manager: %d\n", p.Namespace, p.Name, len(certs))
+	for _, n := range notes {
+		fmt.Fprintf(w, "#   note: %s: %s\n", n.Field, n.Message)
+	}
 	for _, c := range certs {
 		doc, err := render.MarshalYAML(c)
 		if err != nil {

@@ -62,7 +62,7 @@ func RenderFile(t testing.TB, r render.Renderer, path string) []byte {
 		if err := render.WriteYAML(&buf, p, plans); err != nil {
 			t.Fatal(err)
 		}
-		if err := certmanager.WriteYAML(&buf, p); err != nil {
+		if err := certmanager.WriteYAML(&buf, p, lk); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,6 +13,12 @@
 //
 //	go run ./test/bench/convergence -n 1000
 //	go run ./test/bench/convergence -n 5000
+//
+// With -mtls-consumers N it measures instead one Gateway-level policy whose
+// mTLS lists N consumers: the time until all N client Certificates exist
+// and the policy is Enforced, and the manager's heap.
+//
+//	go run ./test/bench/convergence -mtls-consumers 1000
 package main
 
 import (
@@ -36,6 +42,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/controllers"
 	"github.com/apiwarden/apiwarden/internal/cachetrim"
@@ -50,9 +58,10 @@ func main() {
 	workers := flag.Int("workers", 8, "concurrent reconciles of the APIPolicy controller")
 	qps := flag.Float64("qps", 200, "the manager's client-side QPS limit (cmd/manager's --kube-api-qps default)")
 	burst := flag.Int("burst", 400, "the manager's client-side burst (cmd/manager's --kube-api-burst default)")
+	mtlsConsumers := flag.Int("mtls-consumers", 0, "measure one mTLS policy with this many consumers instead")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	flag.Parse()
-	if err := run(*n, *clients, *workers, float32(*qps), *burst, *timeout); err != nil {
+	if err := run(*n, *clients, *workers, float32(*qps), *burst, *timeout, *mtlsConsumers); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -64,7 +73,7 @@ func heapInUse() uint64 {
 	return ms.HeapInuse
 }
 
-func run(n, clients, workers int, qps float32, burst int, timeout time.Duration) error {
+func run(n, clients, workers int, qps float32, burst int, timeout time.Duration, mtlsConsumers int) error {
 	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel)))
 	env, err := testenv.Start(testenv.WithEnvoyGatewayCRDs())
 	if err != nil {
@@ -129,6 +138,9 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration)
 		}
 	}()
 
+	if mtlsConsumers > 0 {
+		return runMTLS(ctx, k8s, ns, mtlsConsumers, base, &peak, stopSampling, sampled)
+	}
 	start := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -216,3 +228,58 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration)
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// runMTLS measures one Gateway-level policy asking for client certificates
+// for consumers consumers.
+func runMTLS(ctx context.Context, k8s client.Client, ns string, consumers int, base uint64, peak *atomic.Uint64, stopSampling, sampled chan struct{}) error {
+	names := make([]string, consumers)
+	for i := range names {
+		names[i] = fmt.Sprintf("consumer-%05d", i)
+	}
+	start := time.Now()
+	p := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "partners"}, Spec: apiwardenv1alpha1.APIPolicySpec{
+		TargetRefs: []apiwardenv1alpha1.PolicyTargetReference{{Group: gatewayv1.GroupName, Kind: "Gateway", Name: "edge"}},
+		Authentication: &apiwardenv1alpha1.Authentication{MTLS: &apiwardenv1alpha1.MTLSAuthentication{
+			IssuerRef: apiwardenv1alpha1.IssuerReference{Name: "partners-ca", Kind: "ClusterIssuer"},
+			Clients:   &apiwardenv1alpha1.MTLSClients{Consumers: names},
+		}},
+	}}
+	if err := k8s.Create(ctx, p); err != nil {
+		return err
+	}
+	var certsAt, enforcedAt time.Duration
+	for certsAt == 0 || enforcedAt == 0 {
+		if certsAt == 0 {
+			var list cmv1.CertificateList
+			if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			if len(list.Items) == consumers {
+				certsAt = time.Since(start)
+			}
+		}
+		if enforcedAt == 0 {
+			var got apiwardenv1alpha1.APIPolicy
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
+				return err
+			}
+			if c := meta.FindStatusCondition(got.Status.Conditions, apiwardenv1alpha1.ConditionEnforced); c != nil && c.Status == metav1.ConditionTrue && got.Status.ObservedGeneration == got.Generation && len(got.Status.Certificates) == consumers {
+				enforcedAt = time.Since(start)
+			}
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("timed out: Certificates after %s, Enforced after %s", certsAt, enforcedAt)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	close(stopSampling)
+	<-sampled
+	time.Sleep(5 * time.Second)
+	runtime.GC()
+	after := heapInUse()
+	fmt.Printf("mTLS consumers: %d (one Gateway-level APIPolicy), GOMAXPROCS: %d\n", consumers, runtime.GOMAXPROCS(0))
+	fmt.Printf("all %d Certificates exist:      %s (%.0f Certificates/s)\n", consumers, certsAt.Round(time.Millisecond), float64(consumers)/certsAt.Seconds())
+	fmt.Printf("policy Enforced, status listing them: %s\n", enforcedAt.Round(time.Millisecond))
+	fmt.Printf("heap in use: before %.1f MiB, peak %.1f MiB, after GC %.1f MiB (%.2f KiB per consumer)\n", mib(base), mib(peak.Load()), mib(after), float64(int64(after)-int64(base))/float64(consumers)/1024)
+	return nil
+}
