@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
@@ -40,7 +41,11 @@ func (r *APIPolicyReconciler) startCertificateWatch() error {
 // CertificatesReady condition (nil when the policy asks for none and had
 // none).
 func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) ([]apiwardenv1alpha1.CertificateStatus, *metav1.Condition, error) {
-	want, notes, err := certmanager.ForPolicy(p, cacheLookup{ctx: ctx, r: r})
+	fromSets, err := r.keySetConsumers(ctx, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	want, notes, err := certmanager.ForPolicy(p, cacheLookup{ctx: ctx, r: r}, fromSets...)
 	if err != nil {
 		c := cond(apiwardenv1alpha1.ConditionCertificatesReady, false, apiwardenv1alpha1.ReasonInvalid, err.Error())
 		return nil, &c, nil
@@ -166,4 +171,50 @@ func (e *certificateExpiry) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(e.desc, prometheus.GaugeValue, c.Status.NotAfter.Sub(now).Seconds(),
 			c.Namespace, c.Labels[render.LabelPolicy], c.Name, usage)
 	}
+}
+
+// keySetConsumers lists the consumers of the APIKeySets a policy names, when
+// its mTLS clients say fromKeySets: Enabled. A missing APIKeySet adds none.
+func (r *APIPolicyReconciler) keySetConsumers(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) ([]string, error) {
+	a := p.Spec.Authentication
+	if a == nil || a.MTLS == nil || a.MTLS.Clients == nil || a.MTLS.Clients.FromKeySets != apiwardenv1alpha1.FeatureEnabled || a.APIKey == nil {
+		return nil, nil
+	}
+	var out []string
+	for _, ref := range a.APIKey.KeySetRefs {
+		var ks apiwardenv1alpha1.APIKeySet
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: ref.Name}, &ks); err != nil {
+			if client.IgnoreNotFound(err) == nil {
+				continue
+			}
+			return nil, fmt.Errorf("reading APIKeySet %s: %w", ref.Name, err)
+		}
+		for _, c := range ks.Spec.Consumers {
+			out = append(out, c.Name)
+		}
+	}
+	return out, nil
+}
+
+// keySetPolicies maps an APIKeySet to the policies that take client
+// certificate consumers from it.
+func (r *APIPolicyReconciler) keySetPolicies(ctx context.Context, o client.Object) []reconcile.Request {
+	var list apiwardenv1alpha1.APIPolicyList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var out []*apiwardenv1alpha1.APIPolicy
+	for i := range list.Items {
+		a := list.Items[i].Spec.Authentication
+		if a == nil || a.APIKey == nil || a.MTLS == nil || a.MTLS.Clients == nil || a.MTLS.Clients.FromKeySets != apiwardenv1alpha1.FeatureEnabled {
+			continue
+		}
+		for _, ref := range a.APIKey.KeySetRefs {
+			if ref.Name == o.GetName() {
+				out = append(out, &list.Items[i])
+				break
+			}
+		}
+	}
+	return requests(out)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -139,4 +140,31 @@ func TestAPIPolicyClientCertificates(t *testing.T) {
 		var p apiwardenv1alpha1.APIPolicy
 		return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "partners-mtls"}, &p) == nil && len(p.Status.Certificates) == 2
 	})
+
+	// fromKeySets: the consumers of the policy's APIKeySets get client
+	// certificates too, and follow the APIKeySet's consumer list.
+	ks := &apiwardenv1alpha1.APIKeySet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "partner-keys"}, Spec: apiwardenv1alpha1.APIKeySetSpec{
+		Consumers: []apiwardenv1alpha1.Consumer{{Name: "initech"}},
+	}}
+	if err := k8s.Create(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	updatePolicy(t, "partners-mtls", func(p *apiwardenv1alpha1.APIPolicy) {
+		p.Spec.Authentication.APIKey = &apiwardenv1alpha1.APIKeyAuthentication{KeySetRefs: []apiwardenv1alpha1.LocalObjectReference{{Name: "partner-keys"}}}
+		p.Spec.Authentication.MTLS.Clients.FromKeySets = apiwardenv1alpha1.FeatureEnabled
+	})
+	eventually(t, "a Certificate for the APIKeySet's consumer", func() bool { return exists(t, &cmv1.Certificate{}, "partners-mtls-initech-client") })
+	if err := retryUpdate(func() error {
+		var cur apiwardenv1alpha1.APIKeySet
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(ks), &cur); err != nil {
+			return err
+		}
+		cur.Spec.Consumers = append(cur.Spec.Consumers, apiwardenv1alpha1.Consumer{Name: "hooli"})
+		return k8s.Update(ctx, &cur)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a Certificate for the consumer added to the APIKeySet", func() bool { return exists(t, &cmv1.Certificate{}, "partners-mtls-hooli-client") })
 }
+
+func retryUpdate(f func() error) error { return retry.RetryOnConflict(retry.DefaultRetry, f) }

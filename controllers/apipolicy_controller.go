@@ -167,6 +167,7 @@ func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&apiwardenv1alpha1.APIPolicy{}, handler.EnqueueRequestsFromMapFunc(r.relatedPolicies), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(crd, handler.EnqueueRequestsFromMapFunc(r.crdChanged), builder.OnlyMetadata).
 		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.targetPolicies)).
+		Watches(&apiwardenv1alpha1.APIKeySet{}, handler.EnqueueRequestsFromMapFunc(r.keySetPolicies), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.targetPolicies)).
 		Named("apipolicy").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).

@@ -276,19 +276,26 @@ type TrustBundleReference struct {
 // MTLSClients lists the consumers that get a client certificate, and how
 // long their certificates last.
 // +kubebuilder:validation:XValidation:rule="!has(self.duration) || !has(self.renewBefore) || duration(self.renewBefore) < duration(self.duration)",message="renewBefore must be shorter than duration"
+// +kubebuilder:validation:XValidation:rule="(has(self.consumers) && size(self.consumers) > 0) || (has(self.fromKeySets) && self.fromKeySets == 'Enabled')",message="list consumers, or enable fromKeySets"
 type MTLSClients struct {
 	// consumers are the consumer names that get a client certificate. Each
 	// certificate is a cert-manager Certificate "<policy>-<consumer>-client"
 	// in the policy's namespace, whose Secret (of the same name) the
 	// consumer's workload mounts.
-	// +required
+	// +optional
 	// +listType=set
-	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=1000
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=63
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	Consumers []string `json:"consumers"`
+	Consumers []string `json:"consumers,omitempty"`
+
+	// fromKeySets, when Enabled, also gives a client certificate to every
+	// consumer of the APIKeySets named in authentication.apiKey.keySetRefs,
+	// and follows their consumer lists.
+	// +optional
+	// +kubebuilder:default=Disabled
+	FromKeySets Feature `json:"fromKeySets,omitempty"`
 
 	// duration is the lifetime of a client certificate.
 	// +optional

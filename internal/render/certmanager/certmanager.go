@@ -7,6 +7,7 @@ package certmanager
 import (
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -40,11 +41,17 @@ func ClientName(policy, consumer string) string {
 	return render.Truncate(policy+"-"+consumer+"-client", 253)
 }
 
-// Clients renders the client Certificates of a policy: usage "client auth",
+// Clients renders the client Certificates of a policy for its listed
+// consumers; ClientsFor adds consumers found elsewhere (APIKeySets).
+func Clients(p *apiwardenv1alpha1.APIPolicy) ([]*cmv1.Certificate, error) {
+	return ClientsFor(p, nil)
+}
+
+// ClientsFor renders the client Certificates of a policy: usage "client auth",
 // an ECDSA P-256 key regenerated at every renewal (rotationPolicy Always),
 // the consumer as common name and URI SAN, and apiwarden's labels on the
 // Secret. It returns nil when the policy asks for no client certificate.
-func Clients(p *apiwardenv1alpha1.APIPolicy) ([]*cmv1.Certificate, error) {
+func ClientsFor(p *apiwardenv1alpha1.APIPolicy, extra []string) ([]*cmv1.Certificate, error) {
 	a := p.Spec.Authentication
 	if a == nil || a.MTLS == nil || a.MTLS.Clients == nil {
 		return nil, nil
@@ -61,8 +68,14 @@ func Clients(p *apiwardenv1alpha1.APIPolicy) ([]*cmv1.Certificate, error) {
 		return nil, fmt.Errorf("spec.authentication.mtls.clients: renewBefore (%s) must be shorter than duration (%s)", renew, dur)
 	}
 	issuer := issuerRef(m.IssuerRef)
-	out := make([]*cmv1.Certificate, 0, len(m.Clients.Consumers))
-	for _, c := range m.Clients.Consumers {
+	consumers := slices.Clone(m.Clients.Consumers)
+	for _, c := range extra {
+		if !slices.Contains(consumers, c) {
+			consumers = append(consumers, c)
+		}
+	}
+	out := make([]*cmv1.Certificate, 0, len(consumers))
+	for _, c := range consumers {
 		name := ClientName(p.Name, c)
 		labels := render.Labels(p.Name)
 		labels[LabelConsumer] = c
@@ -189,11 +202,12 @@ func TrustBundle(p *apiwardenv1alpha1.APIPolicy, spec apiwardenv1alpha1.APIPolic
 }
 
 // ForPolicy returns every Certificate a policy asks for: its consumers'
-// client certificates and, for the Gateways it targets (found through lk),
-// their listeners' server certificates, with notes on listeners that cannot
-// have one.
-func ForPolicy(p *apiwardenv1alpha1.APIPolicy, lk render.Lookup) ([]*cmv1.Certificate, []render.Note, error) {
-	certs, err := Clients(p)
+// client certificates (the listed ones and keySetConsumers, the consumers of
+// its APIKeySets when fromKeySets is Enabled) and, for the Gateways it
+// targets (found through lk), their listeners' server certificates, with
+// notes on listeners that cannot have one.
+func ForPolicy(p *apiwardenv1alpha1.APIPolicy, lk render.Lookup, keySetConsumers ...string) ([]*cmv1.Certificate, []render.Note, error) {
+	certs, err := ClientsFor(p, keySetConsumers)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -622,7 +622,7 @@ func (b *builder) clientTrafficPolicy() *egv1a1.ClientTrafficPolicy {
 		if b.dryRun {
 			b.wouldBlock("clients without a certificate from issuer %s would fail the handshake", a.MTLS.IssuerRef.Name)
 		} else if kind, name, ok := certmanager.TrustBundle(b.in.Policy, s); !ok {
-			b.note("spec.authentication.mtls", "neither trustBundleRef nor clients is set, so there is no CA to validate client certificates against; clients are not asked for certificates")
+			b.note("spec.authentication.mtls", "no trustBundleRef and no listed consumer whose certificate Secret carries the CA, so there is no CA to validate client certificates against; clients are not asked for certificates")
 		} else {
 			if spec.TLS == nil {
 				spec.TLS = &egv1a1.ClientTLSSettings{}
