@@ -246,12 +246,18 @@ type MTLSServer struct {
 	// duration is the lifetime of a server certificate.
 	// +optional
 	// +kubebuilder:default="2160h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="duration must be at least 1h"
 	Duration *metav1.Duration `json:"duration,omitempty"`
 
 	// renewBefore is how long before expiry cert-manager renews it.
 	// +optional
 	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5m')",message="renewBefore must be at least 5m"
 	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 }
@@ -300,6 +306,9 @@ type MTLSClients struct {
 	// duration is the lifetime of a client certificate.
 	// +optional
 	// +kubebuilder:default="2160h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="duration must be at least 1h"
 	Duration *metav1.Duration `json:"duration,omitempty"`
 
@@ -307,6 +316,9 @@ type MTLSClients struct {
 	// certificate (with a new private key). It must be shorter than duration.
 	// +optional
 	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5m')",message="renewBefore must be at least 5m"
 	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 }
