@@ -26,13 +26,11 @@ import (
 	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
-	"github.com/apiwarden/apiwarden/internal/manifest"
 	"github.com/apiwarden/apiwarden/internal/render"
 	"github.com/apiwarden/apiwarden/internal/render/envoygateway"
 	"github.com/apiwarden/apiwarden/internal/render/rendertest"
@@ -98,23 +96,7 @@ func service(namespace, name, ip string, port int32, appProtocol string) *corev1
 // targets, and what apiwarden renders for its policies.
 func translateInput(t *testing.T, path string) (input []byte, rendered []client.Object) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	docs, err := manifest.Read(path, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var objs []runtime.Object
-	var policies []*apiwardenv1alpha1.APIPolicy
-	for _, d := range docs {
-		objs = append(objs, d.Obj)
-		if p, ok := d.Obj.(*apiwardenv1alpha1.APIPolicy); ok {
-			policies = append(policies, p)
-		}
-	}
+	objs, policies := rendertest.ReadCase(t, path)
 	lk := render.NewManifestLookup(objs, "default")
 	out := []any{&gatewayv1.GatewayClass{TypeMeta: metav1.TypeMeta{APIVersion: "gateway.networking.k8s.io/v1", Kind: "GatewayClass"},
 		ObjectMeta: metav1.ObjectMeta{Name: "eg"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: "gateway.envoyproxy.io/gatewayclass-controller"}}}
@@ -153,7 +135,6 @@ func translateInput(t *testing.T, path string) (input []byte, rendered []client.
 			out = append(out, o)
 		}
 	}
-	sort.Slice(policies, func(i, j int) bool { return policies[i].Name < policies[j].Name })
 	caPEM := tlsSecret(t, "", "").Data[corev1.TLSCertKey]
 	for _, p := range policies {
 		plans, err := render.Plan(p, lk, envoygateway.Renderer{}, rendertest.Authz)

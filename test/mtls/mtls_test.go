@@ -23,7 +23,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -31,14 +30,13 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/identity"
-	"github.com/apiwarden/apiwarden/internal/manifest"
 	"github.com/apiwarden/apiwarden/internal/render"
 	"github.com/apiwarden/apiwarden/internal/render/certmanager"
 	"github.com/apiwarden/apiwarden/internal/render/envoygateway"
+	"github.com/apiwarden/apiwarden/internal/render/rendertest"
 )
 
 type ca struct {
@@ -111,20 +109,10 @@ func (c *ca) issue(t *testing.T, spec cmv1.CertificateSpec, notBefore time.Time)
 func rendered(t *testing.T) ([]*cmv1.Certificate, *egv1a1.ClientTrafficPolicy) {
 	t.Helper()
 	path := "../../internal/render/envoygateway/testdata/mtls.yaml"
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	docs, err := manifest.Read(path, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var objs []runtime.Object
+	objs, policies := rendertest.ReadCase(t, path)
 	var policy *apiwardenv1alpha1.APIPolicy
-	for _, d := range docs {
-		objs = append(objs, d.Obj)
-		if p, ok := d.Obj.(*apiwardenv1alpha1.APIPolicy); ok && p.Name == "partners-mtls" {
+	for _, p := range policies {
+		if p.Name == "partners-mtls" {
 			policy = p
 		}
 	}

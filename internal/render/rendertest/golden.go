@@ -27,9 +27,9 @@ var update = flag.Bool("update", false, "rewrite the .golden files from the rend
 // Authz is the authz service the golden files are rendered for.
 var Authz = render.AuthzService{Namespace: "apiwarden-system", Name: "apiwarden-authz", GRPCPort: 9001, HTTPPort: 9002}
 
-// RenderFile plans every APIPolicy of a manifest file with r and returns
-// what render.WriteYAML prints.
-func RenderFile(t testing.TB, r render.Renderer, path string) []byte {
+// ReadCase reads a manifest file of a test case: every object, and its
+// APIPolicies in name order. Every document must be a kind apiwarden reads.
+func ReadCase(t testing.TB, path string) ([]runtime.Object, []*apiwardenv1alpha1.APIPolicy) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -51,8 +51,16 @@ func RenderFile(t testing.TB, r render.Renderer, path string) []byte {
 			policies = append(policies, p)
 		}
 	}
-	lk := render.NewManifestLookup(objs, "default")
 	sort.Slice(policies, func(i, j int) bool { return policies[i].Name < policies[j].Name })
+	return objs, policies
+}
+
+// RenderFile plans every APIPolicy of a manifest file with r and returns
+// what render.WriteYAML and certmanager.WriteYAML print.
+func RenderFile(t testing.TB, r render.Renderer, path string) []byte {
+	t.Helper()
+	objs, policies := ReadCase(t, path)
+	lk := render.NewManifestLookup(objs, "default")
 	var buf bytes.Buffer
 	for _, p := range policies {
 		plans, err := render.Plan(p, lk, r, Authz)
