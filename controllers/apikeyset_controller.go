@@ -481,13 +481,20 @@ func secretRef(ks *apiwardenv1alpha1.APIKeySet, ns, name string) string {
 	return ns + "/" + name
 }
 
-// granted checks that namespace ns lets this APIKeySet write Secret name: a
-// Gateway API ReferenceGrant in ns from APIKeySet (group apiwarden.io) in the
-// APIKeySet's namespace to Secret (core group), naming this Secret or any.
-// It returns why not, or "".
+// granted checks that namespace ns lets this APIKeySet write Secret name
+// (secretGranted).
 func (r *APIKeySetReconciler) granted(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet, ns, name string) (string, error) {
+	return secretGranted(ctx, r.Reader, ks.Namespace, ns, name)
+}
+
+// secretGranted checks that namespace ns lets the APIKeySets of namespace
+// from write Secret name: a Gateway API ReferenceGrant in ns from APIKeySet
+// (group apiwarden.io) in from to Secret (core group), naming this Secret or
+// any. The same grant lets an APIPolicy of from put a consumer's client
+// certificate Secret there. It returns why not, or "".
+func secretGranted(ctx context.Context, reader client.Reader, from, ns, name string) (string, error) {
 	var grants gatewayv1.ReferenceGrantList
-	err := r.Reader.List(ctx, &grants, client.InNamespace(ns))
+	err := reader.List(ctx, &grants, client.InNamespace(ns))
 	if meta.IsNoMatchError(err) {
 		return fmt.Sprintf("delivery into namespace %s needs a ReferenceGrant there, and the Gateway API ReferenceGrant CRD (v1) is not installed", ns), nil
 	}
@@ -495,13 +502,13 @@ func (r *APIKeySetReconciler) granted(ctx context.Context, ks *apiwardenv1alpha1
 		return "", fmt.Errorf("listing ReferenceGrants in %s: %w", ns, err)
 	}
 	for _, g := range grants.Items {
-		from := false
+		fromOK := false
 		for _, f := range g.Spec.From {
-			if string(f.Group) == apiwardenv1alpha1.GroupVersion.Group && f.Kind == "APIKeySet" && string(f.Namespace) == ks.Namespace {
-				from = true
+			if string(f.Group) == apiwardenv1alpha1.GroupVersion.Group && f.Kind == "APIKeySet" && string(f.Namespace) == from {
+				fromOK = true
 			}
 		}
-		if !from {
+		if !fromOK {
 			continue
 		}
 		for _, t := range g.Spec.To {
@@ -510,7 +517,7 @@ func (r *APIKeySetReconciler) granted(ctx context.Context, ks *apiwardenv1alpha1
 			}
 		}
 	}
-	return fmt.Sprintf("namespace %s does not grant it: create a ReferenceGrant there from APIKeySet (group apiwarden.io) in namespace %s to Secret %s", ns, ks.Namespace, name), nil
+	return fmt.Sprintf("namespace %s does not grant it: create a ReferenceGrant there from APIKeySet (group apiwarden.io) in namespace %s to Secret %s", ns, from, name), nil
 }
 
 // pruneDeliveries deletes the delivery Secrets that apiwarden wrote for ks

@@ -3,24 +3,33 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/keystore"
 	"github.com/apiwarden/apiwarden/internal/render"
 	"github.com/apiwarden/apiwarden/internal/render/certmanager"
 )
 
-// certificateCRD is the CRD client certificates need.
-var certificateCRD = crdName(cmv1.SchemeGroupVersion.WithKind(cmv1.CertificateKind))
+// certificateCRD is the CRD client certificates need; referenceGrantCRD the
+// one that grants them other namespaces.
+var (
+	certificateCRD    = crdName(cmv1.SchemeGroupVersion.WithKind(cmv1.CertificateKind))
+	referenceGrantCRD = crdName(gatewayv1.SchemeGroupVersion.WithKind("ReferenceGrant"))
+)
 
 // certManagerInstalled reports whether cert-manager's Certificate CRD exists.
 func (r *APIPolicyReconciler) certManagerInstalled() bool {
@@ -32,8 +41,7 @@ func (r *APIPolicyReconciler) certManagerInstalled() bool {
 // startCertificateWatch watches cert-manager Certificates, mapping each to
 // the policy that controls it, once cert-manager's CRDs exist.
 func (r *APIPolicyReconciler) startCertificateWatch() error {
-	return r.ctrl.Watch(source.Kind(r.Cache, client.Object(&cmv1.Certificate{}),
-		handler.EnqueueRequestForOwner(r.scheme, r.mapper, &apiwardenv1alpha1.APIPolicy{}, handler.OnlyControllerOwner())))
+	return r.ctrl.Watch(source.Kind(r.Cache, client.Object(&cmv1.Certificate{}), handler.EnqueueRequestsFromMapFunc(certificatePolicy)))
 }
 
 // reconcileCertificates applies the policy's client Certificates, deletes
@@ -59,32 +67,41 @@ func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiw
 		return nil, &c, nil
 	}
 	wanted := map[string]bool{}
+	refused := map[string]string{} // namespace/name -> why not granted
+	crossNS := false
 	for _, c := range want {
-		wanted[c.Name] = true
-		if err := r.apply(ctx, p, c); err != nil {
+		key := c.Namespace + "/" + c.Name
+		if c.Namespace != p.Namespace {
+			why, err := secretGranted(ctx, r.Reader, p.Namespace, c.Namespace, c.Spec.SecretName)
+			if err != nil {
+				return nil, nil, err
+			}
+			if why != "" {
+				refused[key] = why
+				continue
+			}
+			crossNS = true
+		}
+		wanted[key] = true
+	}
+	if crossNS {
+		// Certificates in other namespaces carry no owner reference; the
+		// finalizer lets apiwarden delete them with the policy.
+		if err := r.ensureFinalizer(ctx, p); err != nil {
 			return nil, nil, err
 		}
 	}
-	// Prune: this policy's Certificates that are no longer wanted.
-	var have cmv1.CertificateList
-	if err := r.Client.List(ctx, &have, client.InNamespace(p.Namespace), client.MatchingLabels{render.LabelPolicy: render.Truncate(p.Name, 63)}); err != nil {
-		return nil, nil, fmt.Errorf("listing client Certificates: %w", err)
-	}
-	live := map[string]*cmv1.Certificate{}
-	for i := range have.Items {
-		c := &have.Items[i]
-		if !ownedBy(c, p) {
-			continue
-		}
-		if !wanted[c.Name] {
-			r.applied.Delete(cmv1.SchemeGroupVersion.String() + "/" + cmv1.CertificateKind + "/" + c.Namespace + "/" + c.Name)
-			if err := r.Client.Delete(ctx, c, client.Preconditions{UID: ptr.To(c.UID)}); client.IgnoreNotFound(err) != nil {
-				return nil, nil, fmt.Errorf("deleting the client Certificate %s: %w", c.Name, err)
+	for _, c := range want {
+		if wanted[c.Namespace+"/"+c.Name] {
+			if err := r.apply(ctx, p, c); err != nil {
+				return nil, nil, err
 			}
-			r.Recorder.Eventf(p, "Normal", "Pruned", "Deleted the Certificate %s, which the policy no longer asks for", c.Name)
-			continue
 		}
-		live[c.Name] = c
+	}
+	// Prune: this policy's Certificates, in any namespace, no longer wanted.
+	live, err := r.pruneCertificates(ctx, p, wanted)
+	if err != nil {
+		return nil, nil, err
 	}
 	if len(want) == 0 {
 		return nil, nil, nil
@@ -95,10 +112,17 @@ func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiw
 	for _, w := range want {
 		cs := apiwardenv1alpha1.CertificateStatus{Name: w.Name, SecretName: w.Spec.SecretName, Ready: metav1.ConditionUnknown, Reason: "Pending",
 			Usage: apiwardenv1alpha1.CertificateUsageClient, Consumer: w.Labels[certmanager.LabelConsumer]}
+		if w.Namespace != p.Namespace {
+			cs.Namespace = w.Namespace
+		}
+		if why := refused[w.Namespace+"/"+w.Name]; why != "" {
+			cs.Ready, cs.Reason = metav1.ConditionFalse, "NotGranted"
+			notes = append(notes, render.Note{Field: "spec.authentication.mtls.clients", Message: "consumer " + cs.Consumer + ": " + why})
+		}
 		if l := w.Annotations[certmanager.AnnotationListener]; l != "" {
 			cs.Usage, cs.Listener = apiwardenv1alpha1.CertificateUsageServer, l
 		}
-		if c := live[w.Name]; c != nil {
+		if c := live[w.Namespace+"/"+w.Name]; c != nil {
 			for _, cc := range c.Status.Conditions {
 				if cc.Type == cmv1.CertificateConditionReady {
 					cs.Ready, cs.Reason = metav1.ConditionStatus(cc.Status), cc.Reason
@@ -122,8 +146,11 @@ func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiw
 	}
 	c := cond(apiwardenv1alpha1.ConditionCertificatesReady, true, apiwardenv1alpha1.ReasonIssued, msg)
 	if notReady > 0 {
-		c = cond(apiwardenv1alpha1.ConditionCertificatesReady, false, apiwardenv1alpha1.ReasonCertificatesNotReady,
-			fmt.Sprintf("%d of %d certificates are not ready (first: %s); kubectl describe certificate says why", notReady, len(out), first))
+		msg := fmt.Sprintf("%d of %d certificates are not ready (first: %s); kubectl describe certificate says why", notReady, len(out), first)
+		for _, n := range notes {
+			msg += "; " + n.Message
+		}
+		c = cond(apiwardenv1alpha1.ConditionCertificatesReady, false, apiwardenv1alpha1.ReasonCertificatesNotReady, msg)
 	}
 	return out, &c, nil
 }
@@ -175,12 +202,12 @@ func (e *certificateExpiry) Collect(ch chan<- prometheus.Metric) {
 
 // keySetConsumers lists the consumers of the APIKeySets a policy names, when
 // its mTLS clients say fromKeySets: Enabled. A missing APIKeySet adds none.
-func (r *APIPolicyReconciler) keySetConsumers(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) ([]string, error) {
+func (r *APIPolicyReconciler) keySetConsumers(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) ([]certmanager.Consumer, error) {
 	a := p.Spec.Authentication
 	if a == nil || a.MTLS == nil || a.MTLS.Clients == nil || a.MTLS.Clients.FromKeySets != apiwardenv1alpha1.FeatureEnabled || a.APIKey == nil {
 		return nil, nil
 	}
-	var out []string
+	var out []certmanager.Consumer
 	for _, ref := range a.APIKey.KeySetRefs {
 		var ks apiwardenv1alpha1.APIKeySet
 		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: ref.Name}, &ks); err != nil {
@@ -190,7 +217,11 @@ func (r *APIPolicyReconciler) keySetConsumers(ctx context.Context, p *apiwardenv
 			return nil, fmt.Errorf("reading APIKeySet %s: %w", ref.Name, err)
 		}
 		for _, c := range ks.Spec.Consumers {
-			out = append(out, c.Name)
+			cc := certmanager.Consumer{Name: c.Name}
+			if c.SecretRef != nil && c.SecretRef.Namespace != "" && c.SecretRef.Namespace != p.Namespace {
+				cc.Namespace = c.SecretRef.Namespace
+			}
+			out = append(out, cc)
 		}
 	}
 	return out, nil
@@ -217,4 +248,115 @@ func (r *APIPolicyReconciler) keySetPolicies(ctx context.Context, o client.Objec
 		}
 	}
 	return requests(out)
+}
+
+// certificateFinalizer is set on a policy with client Certificates in other
+// namespaces, which owner references cannot reach: apiwarden deletes them
+// before the policy goes.
+const certificateFinalizer = "apiwarden.io/certificate-cleanup"
+
+func (r *APIPolicyReconciler) ensureFinalizer(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) error {
+	if controllerutil.ContainsFinalizer(p, certificateFinalizer) {
+		return nil
+	}
+	controllerutil.AddFinalizer(p, certificateFinalizer)
+	if err := r.Client.Update(ctx, p); err != nil {
+		return fmt.Errorf("adding the %s finalizer: %w", certificateFinalizer, err)
+	}
+	return nil
+}
+
+// certOwner identifies a policy on the Certificates it makes in other
+// namespaces (same-namespace ones carry an owner reference).
+func certOwner(p *apiwardenv1alpha1.APIPolicy) string {
+	return p.Namespace + "/" + p.Name + "/" + string(p.UID)
+}
+
+// ownsCertificate reports whether c was made for p.
+func ownsCertificate(c *cmv1.Certificate, p *apiwardenv1alpha1.APIPolicy) bool {
+	if c.Namespace == p.Namespace {
+		return ownedBy(c, p)
+	}
+	return c.Annotations[keystore.AnnotationOwner] == certOwner(p)
+}
+
+// pruneCertificates deletes this policy's Certificates, in any namespace,
+// that are not in wanted ("namespace/name"), and returns the others.
+func (r *APIPolicyReconciler) pruneCertificates(ctx context.Context, p *apiwardenv1alpha1.APIPolicy, wanted map[string]bool) (map[string]*cmv1.Certificate, error) {
+	var have cmv1.CertificateList
+	if err := r.Client.List(ctx, &have, client.MatchingLabels{render.LabelPolicy: render.Truncate(p.Name, 63)}); err != nil {
+		return nil, fmt.Errorf("listing Certificates: %w", err)
+	}
+	live := map[string]*cmv1.Certificate{}
+	for i := range have.Items {
+		c := &have.Items[i]
+		if !ownsCertificate(c, p) {
+			continue
+		}
+		key := c.Namespace + "/" + c.Name
+		if wanted[key] {
+			live[key] = c
+			continue
+		}
+		r.applied.Delete(cmv1.SchemeGroupVersion.String() + "/" + cmv1.CertificateKind + "/" + key)
+		if err := r.Client.Delete(ctx, c, client.Preconditions{UID: ptr.To(c.UID)}); client.IgnoreNotFound(err) != nil {
+			return nil, fmt.Errorf("deleting the Certificate %s: %w", key, err)
+		}
+		r.Recorder.Eventf(p, "Normal", "Pruned", "Deleted the Certificate %s, which the policy no longer asks for", key)
+	}
+	return live, nil
+}
+
+// finalize deletes a policy's Certificates in other namespaces and releases
+// the policy.
+func (r *APIPolicyReconciler) finalize(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) error {
+	if !controllerutil.ContainsFinalizer(p, certificateFinalizer) {
+		return nil
+	}
+	if r.certManagerInstalled() {
+		if _, err := r.pruneCertificates(ctx, p, map[string]bool{}); err != nil {
+			return err
+		}
+	}
+	controllerutil.RemoveFinalizer(p, certificateFinalizer)
+	return client.IgnoreNotFound(r.Client.Update(ctx, p))
+}
+
+// certificatePolicy maps a Certificate to the policy that made it: its
+// controller owner, or, in another namespace, its owner annotation.
+func certificatePolicy(_ context.Context, o client.Object) []reconcile.Request {
+	if c := metav1.GetControllerOf(o); c != nil && c.Kind == "APIPolicy" && c.APIVersion == apiwardenv1alpha1.GroupVersion.String() {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: c.Name}}}
+	}
+	parts := strings.Split(o.GetAnnotations()[keystore.AnnotationOwner], "/")
+	if len(parts) != 3 || o.GetLabels()[render.LabelManagedBy] != render.ManagedBy {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: parts[0], Name: parts[1]}}}
+}
+
+// grantPolicies maps a ReferenceGrant to the policies that may put client
+// certificates where it grants: those taking consumers from APIKeySets in
+// the namespaces it grants from.
+func (r *APIPolicyReconciler) grantPolicies(ctx context.Context, o client.Object) []reconcile.Request {
+	g, ok := o.(*gatewayv1.ReferenceGrant)
+	if !ok {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, f := range g.Spec.From {
+		if string(f.Group) != apiwardenv1alpha1.GroupVersion.Group || f.Kind != "APIKeySet" {
+			continue
+		}
+		var list apiwardenv1alpha1.APIPolicyList
+		if err := r.Client.List(ctx, &list, client.InNamespace(string(f.Namespace))); err != nil {
+			return nil
+		}
+		for i := range list.Items {
+			if a := list.Items[i].Spec.Authentication; a != nil && a.MTLS != nil && a.MTLS.Clients != nil && a.MTLS.Clients.FromKeySets == apiwardenv1alpha1.FeatureEnabled {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+			}
+		}
+	}
+	return out
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
@@ -165,6 +167,75 @@ func TestAPIPolicyClientCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "a Certificate for the consumer added to the APIKeySet", func() bool { return exists(t, &cmv1.Certificate{}, "partners-mtls-hooli-client") })
+
+	// A consumer whose credentials go to another namespace gets its client
+	// certificate there, under the API keys' grant rule: refused until that
+	// namespace grants it, then made, owned through an annotation, and
+	// deleted with the policy (finalizer).
+	other := ns + "-partner"
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: other}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := retryUpdate(func() error {
+		var cur apiwardenv1alpha1.APIKeySet
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(ks), &cur); err != nil {
+			return err
+		}
+		cur.Spec.Consumers = append(cur.Spec.Consumers, apiwardenv1alpha1.Consumer{Name: "wayne", SecretRef: &apiwardenv1alpha1.SecretDelivery{Namespace: other}})
+		return k8s.Update(ctx, &cur)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	certStatus := func(name string) *apiwardenv1alpha1.CertificateStatus {
+		var p apiwardenv1alpha1.APIPolicy
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "partners-mtls"}, &p); err != nil {
+			t.Fatal(err)
+		}
+		for i := range p.Status.Certificates {
+			if p.Status.Certificates[i].Name == name {
+				return &p.Status.Certificates[i]
+			}
+		}
+		return nil
+	}
+	wayne := "partners-mtls-wayne-client"
+	eventually(t, "the ungranted certificate reported", func() bool {
+		cs := certStatus(wayne)
+		return cs != nil && cs.Reason == "NotGranted" && cs.Namespace == other
+	})
+	var crossCert cmv1.Certificate
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: other, Name: wayne}, &crossCert); err == nil {
+		t.Fatal("a Certificate was made in a namespace that grants nothing")
+	}
+	grant := &gatewayv1.ReferenceGrant{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "keys-from-" + ns}, Spec: gatewayv1.ReferenceGrantSpec{
+		From: []gatewayv1.ReferenceGrantFrom{{Group: "apiwarden.io", Kind: "APIKeySet", Namespace: gatewayv1.Namespace(ns)}},
+		To:   []gatewayv1.ReferenceGrantTo{{Group: "", Kind: "Secret"}},
+	}}
+	if err := k8s.Create(ctx, grant); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the Certificate in the granting namespace", func() bool {
+		return k8s.Get(ctx, client.ObjectKey{Namespace: other, Name: wayne}, &crossCert) == nil
+	})
+	if len(crossCert.OwnerReferences) != 0 || crossCert.Annotations["apiwarden.io/owner"] == "" || crossCert.Spec.URIs[0] != "spiffe://apiwarden.io/ns/"+ns+"/consumer/wayne" {
+		t.Errorf("cross-namespace Certificate: owners %v, annotations %v, URIs %v", crossCert.OwnerReferences, crossCert.Annotations, crossCert.Spec.URIs)
+	}
+	var withFinalizer apiwardenv1alpha1.APIPolicy
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "partners-mtls"}, &withFinalizer); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(withFinalizer.Finalizers, "apiwarden.io/certificate-cleanup") {
+		t.Fatalf("no cleanup finalizer: %v", withFinalizer.Finalizers)
+	}
+	if err := k8s.Delete(ctx, &withFinalizer); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the cross-namespace Certificate deleted with the policy", func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: other, Name: wayne}, &cmv1.Certificate{}))
+	})
+	eventually(t, "the policy gone", func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "partners-mtls"}, &apiwardenv1alpha1.APIPolicy{}))
+	})
 }
 
 func retryUpdate(f func() error) error { return retry.RetryOnConflict(retry.DefaultRetry, f) }

@@ -32,12 +32,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/exposure"
+	"github.com/apiwarden/apiwarden/internal/keystore"
 	"github.com/apiwarden/apiwarden/internal/render"
 )
 
@@ -77,9 +76,8 @@ type APIPolicyReconciler struct {
 	Workers int
 
 	ctrl       controller.Controller
-	scheme     *runtime.Scheme
-	mapper     meta.RESTMapper
 	certWatch  bool // Certificate watch started
+	grantWatch bool // ReferenceGrant watch started
 	mu         sync.Mutex
 	crds       map[string]bool // CRD names seen installed
 	gatewayAPI bool            // route and Gateway watches started
@@ -144,7 +142,6 @@ func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Workers = 8
 	}
 	r.crds = map[string]bool{}
-	r.scheme, r.mapper = mgr.GetScheme(), mgr.GetRESTMapper()
 	if r.Registerer != nil {
 		if err := r.Registerer.Register(newCertificateExpiry(r)); err != nil {
 			return fmt.Errorf("registering the certificate expiry metric: %w", err)
@@ -184,7 +181,7 @@ func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // exist the route and Gateway watches start.
 func (r *APIPolicyReconciler) crdChanged(ctx context.Context, o client.Object) []reconcile.Request {
 	name := o.GetName()
-	relevant := name == certificateCRD
+	relevant := name == certificateCRD || name == referenceGrantCRD
 	for _, gvk := range append(slices.Clone(gatewayAPIKinds), r.Renderer.Kinds()...) {
 		if crdName(gvk) == name {
 			relevant = true
@@ -213,7 +210,21 @@ func (r *APIPolicyReconciler) crdChanged(ctx context.Context, o client.Object) [
 	if startCerts {
 		r.certWatch = true
 	}
+	startGrants := !r.grantWatch && r.crds[referenceGrantCRD]
+	if startGrants {
+		r.grantWatch = true
+	}
 	r.mu.Unlock()
+	if startGrants {
+		go func() {
+			if err := r.ctrl.Watch(source.Kind(r.Cache, client.Object(&gatewayv1.ReferenceGrant{}), handler.EnqueueRequestsFromMapFunc(r.grantPolicies))); err != nil {
+				logf.FromContext(ctx).Error(err, "Starting the ReferenceGrant watch")
+				r.mu.Lock()
+				r.grantWatch = false
+				r.mu.Unlock()
+			}
+		}()
+	}
 	if startCerts {
 		go func() {
 			if err := r.startCertificateWatch(); err != nil {
@@ -409,7 +420,7 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !p.DeletionTimestamp.IsZero() {
-		return reconcile.Result{}, nil
+		return reconcile.Result{}, r.finalize(ctx, &p)
 	}
 	st := newStatusBuilder(&p, r.Renderer.Name())
 	certs, certCond, certErr := r.reconcileCertificates(ctx, &p)
@@ -485,10 +496,21 @@ func renderedRef(o client.Object) apiwardenv1alpha1.RenderedObject {
 // apply server-side applies o as field manager "apiwarden", owned by p. Only
 // the fields apiwarden sets are sent, so fields other managers own are kept.
 func (r *APIPolicyReconciler) apply(ctx context.Context, p *apiwardenv1alpha1.APIPolicy, o client.Object) error {
-	o.SetOwnerReferences([]metav1.OwnerReference{{
-		APIVersion: apiwardenv1alpha1.GroupVersion.String(), Kind: "APIPolicy", Name: p.Name, UID: p.UID,
-		Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
-	}})
+	if o.GetNamespace() == p.Namespace {
+		o.SetOwnerReferences([]metav1.OwnerReference{{
+			APIVersion: apiwardenv1alpha1.GroupVersion.String(), Kind: "APIPolicy", Name: p.Name, UID: p.UID,
+			Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+		}})
+	} else {
+		// Owner references cannot cross namespaces: an annotation names the
+		// policy, and its finalizer cleans up.
+		ann := o.GetAnnotations()
+		if ann == nil {
+			ann = map[string]string{}
+		}
+		ann[keystore.AnnotationOwner] = certOwner(p)
+		o.SetAnnotations(ann)
+	}
 	u, err := toUnstructured(o)
 	if err != nil {
 		return err
@@ -533,10 +555,14 @@ func (r *APIPolicyReconciler) checkOwner(ctx context.Context, p *apiwardenv1alph
 	if err != nil {
 		return fmt.Errorf("reading %s %s/%s before applying it: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}
-	if c := metav1.GetControllerOf(live); c == nil || c.UID != p.UID {
-		return fmt.Errorf("%s %s/%s exists and is not controlled by this APIPolicy; apiwarden does not take it over: rename or delete it", u.GetKind(), u.GetNamespace(), u.GetName())
+	if u.GetNamespace() != p.Namespace {
+		if live.Annotations[keystore.AnnotationOwner] == certOwner(p) {
+			return nil
+		}
+	} else if c := metav1.GetControllerOf(live); c != nil && c.UID == p.UID {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%s %s/%s exists and is not controlled by this APIPolicy; apiwarden does not take it over: rename or delete it", u.GetKind(), u.GetNamespace(), u.GetName())
 }
 
 // toUnstructured drops what the Go types add but apiwarden does not set

@@ -740,6 +740,13 @@ type CertificateStatus struct {
 	// +kubebuilder:validation:MaxLength=317
 	Listener string `json:"listener,omitempty"`
 
+	// namespace of the Certificate and its Secret, when not the policy's: a
+	// consumer of an APIKeySet whose credentials are delivered to another
+	// namespace gets its client certificate there.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+
 	// secretName is the Secret holding the key pair.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253

@@ -12,6 +12,7 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -41,6 +42,12 @@ func ClientName(policy, consumer string) string {
 	return render.Truncate(policy+"-"+consumer+"-client", 253)
 }
 
+// Consumer is a consumer found outside the policy (in an APIKeySet), with
+// the namespace its credentials are delivered to ("" for the policy's).
+type Consumer struct {
+	Name, Namespace string
+}
+
 // Clients renders the client Certificates of a policy for its listed
 // consumers; ClientsFor adds consumers found elsewhere (APIKeySets).
 func Clients(p *apiwardenv1alpha1.APIPolicy) ([]*cmv1.Certificate, error) {
@@ -51,7 +58,11 @@ func Clients(p *apiwardenv1alpha1.APIPolicy) ([]*cmv1.Certificate, error) {
 // an ECDSA P-256 key regenerated at every renewal (rotationPolicy Always),
 // the consumer as common name and URI SAN, and apiwarden's labels on the
 // Secret. It returns nil when the policy asks for no client certificate.
-func ClientsFor(p *apiwardenv1alpha1.APIPolicy, extra []string) ([]*cmv1.Certificate, error) {
+//
+// A consumer of extra whose credentials go to another namespace gets its
+// Certificate (and Secret) there; its identity (URI SAN) stays that of the
+// policy's namespace, whose API it calls.
+func ClientsFor(p *apiwardenv1alpha1.APIPolicy, extra []Consumer) ([]*cmv1.Certificate, error) {
 	a := p.Spec.Authentication
 	if a == nil || a.MTLS == nil || a.MTLS.Clients == nil {
 		return nil, nil
@@ -68,20 +79,31 @@ func ClientsFor(p *apiwardenv1alpha1.APIPolicy, extra []string) ([]*cmv1.Certifi
 		return nil, fmt.Errorf("spec.authentication.mtls.clients: renewBefore (%s) must be shorter than duration (%s)", renew, dur)
 	}
 	issuer := issuerRef(m.IssuerRef)
-	consumers := slices.Clone(m.Clients.Consumers)
+	consumers := make([]Consumer, 0, len(m.Clients.Consumers)+len(extra))
+	seen := map[string]bool{}
+	for _, c := range m.Clients.Consumers {
+		consumers = append(consumers, Consumer{Name: c})
+		seen[c] = true
+	}
 	for _, c := range extra {
-		if !slices.Contains(consumers, c) {
+		if !seen[c.Name] {
+			seen[c.Name] = true
 			consumers = append(consumers, c)
 		}
 	}
 	out := make([]*cmv1.Certificate, 0, len(consumers))
-	for _, c := range consumers {
+	for _, cc := range consumers {
+		c := cc.Name
+		ns := cc.Namespace
+		if ns == "" {
+			ns = p.Namespace
+		}
 		name := ClientName(p.Name, c)
 		labels := render.Labels(p.Name)
 		labels[LabelConsumer] = c
 		out = append(out, &cmv1.Certificate{
 			TypeMeta:   metav1.TypeMeta{APIVersion: cmv1.SchemeGroupVersion.String(), Kind: cmv1.CertificateKind},
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: labels},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 			Spec: cmv1.CertificateSpec{
 				SecretName:     name,
 				SecretTemplate: &cmv1.CertificateSecretTemplate{Labels: labels},
@@ -123,20 +145,9 @@ func Servers(p *apiwardenv1alpha1.APIPolicy, gw *gatewayv1.Gateway, section *str
 	if a == nil || a.MTLS == nil || a.MTLS.Server == nil || gw == nil {
 		return nil, nil, nil
 	}
-	srv := a.MTLS.Server
-	dur, renew := DefaultDuration, DefaultRenewBefore
-	if srv.Duration != nil {
-		dur = srv.Duration.Duration
-	}
-	if srv.RenewBefore != nil {
-		renew = srv.RenewBefore.Duration
-	}
-	if renew >= dur {
-		return nil, nil, fmt.Errorf("spec.authentication.mtls.server: renewBefore (%s) must be shorter than duration (%s)", renew, dur)
-	}
-	issuer := issuerRef(a.MTLS.IssuerRef)
-	if srv.IssuerRef != nil {
-		issuer = issuerRef(*srv.IssuerRef)
+	tmpl, err := serverTemplate(p)
+	if err != nil {
+		return nil, nil, err
 	}
 	var out []*cmv1.Certificate
 	var notes []render.Note
@@ -158,25 +169,76 @@ func Servers(p *apiwardenv1alpha1.APIPolicy, gw *gatewayv1.Gateway, section *str
 			notes = append(notes, render.Note{Field: field, Message: fmt.Sprintf("listener %s's first certificateRef is not a Secret in the Gateway's namespace; no server certificate", l.Name)})
 			continue
 		}
-		name := render.Truncate(p.Name+"-"+gw.Name+"-"+string(l.Name)+"-server", 253)
-		labels := render.Labels(p.Name)
-		out = append(out, &cmv1.Certificate{
-			TypeMeta: metav1.TypeMeta{APIVersion: cmv1.SchemeGroupVersion.String(), Kind: cmv1.CertificateKind},
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.Namespace, Labels: labels,
-				Annotations: map[string]string{AnnotationListener: gw.Name + "/" + string(l.Name)}},
-			Spec: cmv1.CertificateSpec{
-				SecretName:     string(ref.Name),
-				SecretTemplate: &cmv1.CertificateSecretTemplate{Labels: labels},
-				DNSNames:       []string{string(*l.Hostname)},
-				Usages:         []cmv1.KeyUsage{cmv1.UsageServerAuth, cmv1.UsageDigitalSignature},
-				Duration:       &metav1.Duration{Duration: dur},
-				RenewBefore:    &metav1.Duration{Duration: renew},
-				PrivateKey:     &cmv1.CertificatePrivateKey{Algorithm: cmv1.ECDSAKeyAlgorithm, Size: 256, RotationPolicy: cmv1.RotationPolicyAlways},
-				IssuerRef:      issuer,
-			},
-		})
+		c := tmpl.DeepCopy()
+		c.Name = render.Truncate(p.Name+"-"+gw.Name+"-"+string(l.Name)+"-server", 253)
+		c.Annotations = map[string]string{AnnotationListener: gw.Name + "/" + string(l.Name)}
+		c.Spec.SecretName = string(ref.Name)
+		c.Spec.DNSNames = []string{string(*l.Hostname)}
+		out = append(out, c)
 	}
 	return out, notes, nil
+}
+
+// IngressServers renders the server Certificates of an Ingress target
+// (authentication.mtls.server): one per spec.tls entry with a secretName and
+// hosts, issued into that Secret for those hosts, as cert-manager's
+// ingress-shim would, but under the policy's issuer and key policy.
+func IngressServers(p *apiwardenv1alpha1.APIPolicy, in *networkingv1.Ingress) ([]*cmv1.Certificate, error) {
+	a := p.Spec.Authentication
+	if a == nil || a.MTLS == nil || a.MTLS.Server == nil || in == nil {
+		return nil, nil
+	}
+	tmpl, err := serverTemplate(p)
+	if err != nil {
+		return nil, err
+	}
+	var out []*cmv1.Certificate
+	for _, t := range in.Spec.TLS {
+		if t.SecretName == "" || len(t.Hosts) == 0 {
+			continue
+		}
+		c := tmpl.DeepCopy()
+		c.Name = render.Truncate(p.Name+"-"+in.Name+"-"+t.SecretName+"-server", 253)
+		c.Annotations = map[string]string{AnnotationListener: "Ingress " + in.Name}
+		c.Spec.SecretName = t.SecretName
+		c.Spec.DNSNames = slices.Clone(t.Hosts)
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// serverTemplate is a server Certificate with the policy's issuer, duration
+// and key policy; callers set its name, Secret and DNS names.
+func serverTemplate(p *apiwardenv1alpha1.APIPolicy) (*cmv1.Certificate, error) {
+	m := p.Spec.Authentication.MTLS
+	srv := m.Server
+	dur, renew := DefaultDuration, DefaultRenewBefore
+	if srv.Duration != nil {
+		dur = srv.Duration.Duration
+	}
+	if srv.RenewBefore != nil {
+		renew = srv.RenewBefore.Duration
+	}
+	if renew >= dur {
+		return nil, fmt.Errorf("spec.authentication.mtls.server: renewBefore (%s) must be shorter than duration (%s)", renew, dur)
+	}
+	issuer := issuerRef(m.IssuerRef)
+	if srv.IssuerRef != nil {
+		issuer = issuerRef(*srv.IssuerRef)
+	}
+	labels := render.Labels(p.Name)
+	return &cmv1.Certificate{
+		TypeMeta:   metav1.TypeMeta{APIVersion: cmv1.SchemeGroupVersion.String(), Kind: cmv1.CertificateKind},
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Labels: labels},
+		Spec: cmv1.CertificateSpec{
+			SecretTemplate: &cmv1.CertificateSecretTemplate{Labels: labels},
+			Usages:         []cmv1.KeyUsage{cmv1.UsageServerAuth, cmv1.UsageDigitalSignature},
+			Duration:       &metav1.Duration{Duration: dur},
+			RenewBefore:    &metav1.Duration{Duration: renew},
+			PrivateKey:     &cmv1.CertificatePrivateKey{Algorithm: cmv1.ECDSAKeyAlgorithm, Size: 256, RotationPolicy: cmv1.RotationPolicyAlways},
+			IssuerRef:      issuer,
+		},
+	}, nil
 }
 
 // TrustBundle returns the object the gateway reads the client CA from: the
@@ -206,22 +268,31 @@ func TrustBundle(p *apiwardenv1alpha1.APIPolicy, spec apiwardenv1alpha1.APIPolic
 // its APIKeySets when fromKeySets is Enabled) and, for the Gateways it
 // targets (found through lk), their listeners' server certificates, with
 // notes on listeners that cannot have one.
-func ForPolicy(p *apiwardenv1alpha1.APIPolicy, lk render.Lookup, keySetConsumers ...string) ([]*cmv1.Certificate, []render.Note, error) {
+func ForPolicy(p *apiwardenv1alpha1.APIPolicy, lk render.Lookup, keySetConsumers ...Consumer) ([]*cmv1.Certificate, []render.Note, error) {
 	certs, err := ClientsFor(p, keySetConsumers)
 	if err != nil {
 		return nil, nil, err
 	}
 	var notes []render.Note
 	for _, ref := range p.Spec.TargetRefs {
-		if ref.Group != render.GatewayGroup || ref.Kind != "Gateway" {
+		isGateway := ref.Group == render.GatewayGroup && ref.Kind == "Gateway"
+		isIngress := ref.Group == "networking.k8s.io" && ref.Kind == "Ingress"
+		if !isGateway && !isIngress {
 			continue
 		}
 		obj, err := lk.Target(exposure.TargetKey{Group: ref.Group, Kind: ref.Kind, Namespace: p.Namespace, Name: ref.Name})
 		if err != nil {
 			return nil, nil, err
 		}
-		gw, _ := obj.(*gatewayv1.Gateway)
-		servers, n, err := Servers(p, gw, ref.SectionName)
+		var servers []*cmv1.Certificate
+		var n []render.Note
+		if isGateway {
+			gw, _ := obj.(*gatewayv1.Gateway)
+			servers, n, err = Servers(p, gw, ref.SectionName)
+		} else {
+			in, _ := obj.(*networkingv1.Ingress)
+			servers, err = IngressServers(p, in)
+		}
 		if err != nil {
 			return nil, nil, err
 		}
