@@ -18,3 +18,5 @@ package controllers
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=referencegrants,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=gateway.envoyproxy.io,resources=securitypolicies;backendtrafficpolicies;clienttrafficpolicies,verbs=get;create;patch;delete
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;patch;delete
+// The certificate-cleanup finalizer is added and removed on APIPolicies.
+// +kubebuilder:rbac:groups=apiwarden.io,resources=apipolicies,verbs=update;patch
