@@ -94,12 +94,11 @@ func (r *APIKeySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // deliveredSecretOwner maps a delivery Secret in another namespace to its
 // APIKeySet, from the owner annotation.
 func deliveredSecretOwner(_ context.Context, o client.Object) []reconcile.Request {
-	v := o.GetAnnotations()[keystore.AnnotationOwner]
-	parts := strings.Split(v, "/")
-	if len(parts) != 3 || parts[0] == o.GetNamespace() {
+	owner, ok := annotatedOwner(o.GetAnnotations())
+	if !ok || owner.Namespace == o.GetNamespace() {
 		return nil // same namespace: the owner reference handles it
 	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: parts[0], Name: parts[1]}}}
+	return []reconcile.Request{{NamespacedName: owner}}
 }
 
 // grantedKeySets maps a ReferenceGrant to the APIKeySets of the namespaces it
@@ -110,13 +109,10 @@ func (r *APIKeySetReconciler) grantedKeySets(ctx context.Context, o client.Objec
 		return nil
 	}
 	var out []reconcile.Request
-	for _, f := range g.Spec.From {
-		if string(f.Group) != apiwardenv1alpha1.GroupVersion.Group || f.Kind != "APIKeySet" {
-			continue
-		}
+	for _, ns := range keySetGrantNamespaces(g) {
 		var list apiwardenv1alpha1.APIKeySetList
-		if err := r.List(ctx, &list, client.InNamespace(string(f.Namespace))); err != nil {
-			logf.FromContext(ctx).Error(err, "Listing APIKeySets for a ReferenceGrant", "namespace", f.Namespace)
+		if err := r.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			logf.FromContext(ctx).Error(err, "Listing APIKeySets for a ReferenceGrant", "namespace", ns)
 			continue
 		}
 		for _, ks := range list.Items {

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -328,11 +327,11 @@ func certificatePolicy(_ context.Context, o client.Object) []reconcile.Request {
 	if c := metav1.GetControllerOf(o); c != nil && c.Kind == "APIPolicy" && c.APIVersion == apiwardenv1alpha1.GroupVersion.String() {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: c.Name}}}
 	}
-	parts := strings.Split(o.GetAnnotations()[keystore.AnnotationOwner], "/")
-	if len(parts) != 3 || o.GetLabels()[render.LabelManagedBy] != render.ManagedBy {
+	owner, ok := annotatedOwner(o.GetAnnotations())
+	if !ok || o.GetLabels()[render.LabelManagedBy] != render.ManagedBy {
 		return nil
 	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: parts[0], Name: parts[1]}}}
+	return []reconcile.Request{{NamespacedName: owner}}
 }
 
 // grantPolicies maps a ReferenceGrant to the policies that may put client
@@ -344,12 +343,9 @@ func (r *APIPolicyReconciler) grantPolicies(ctx context.Context, o client.Object
 		return nil
 	}
 	var out []reconcile.Request
-	for _, f := range g.Spec.From {
-		if string(f.Group) != apiwardenv1alpha1.GroupVersion.Group || f.Kind != "APIKeySet" {
-			continue
-		}
+	for _, ns := range keySetGrantNamespaces(g) {
 		var list apiwardenv1alpha1.APIPolicyList
-		if err := r.Client.List(ctx, &list, client.InNamespace(string(f.Namespace))); err != nil {
+		if err := r.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			return nil
 		}
 		for i := range list.Items {

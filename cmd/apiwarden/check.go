@@ -89,13 +89,7 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		now = t
 	}
 
-	stdinUses := 0
-	for _, f := range append(append([]string(nil), files...), baselineFiles...) {
-		if f == "-" {
-			stdinUses++
-		}
-	}
-	if stdinUses > 1 {
+	if !stdinAtMostOnce(files, baselineFiles) {
 		fmt.Fprintln(stderr, "apiwarden check: standard input (-) can be read only once")
 		return exitBadInput
 	}
@@ -314,4 +308,18 @@ func writeSARIF(w io.Writer, fs []finding) error {
 		Version: "2.1.0",
 		Runs:    []sarifRun{{Tool: sarifTool{Driver: driver}, Results: results}},
 	})
+}
+
+// stdinAtMostOnce reports whether standard input ("-") is named at most once
+// in the given file lists: it can be read only once.
+func stdinAtMostOnce(lists ...[]string) bool {
+	n := 0
+	for _, l := range lists {
+		for _, f := range l {
+			if f == "-" {
+				n++
+			}
+		}
+	}
+	return n <= 1
 }

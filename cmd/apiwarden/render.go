@@ -51,7 +51,7 @@ func runRender(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "apiwarden render: give manifests with -f (a file, a directory, or - for standard input)")
 		return exitBadInput
 	}
-	if strings.Count(strings.Join(files, "\x00")+"\x00", "-\x00") > 1 {
+	if !stdinAtMostOnce(files) {
 		fmt.Fprintln(stderr, "apiwarden render: standard input (-) can be read only once")
 		return exitBadInput
 	}
