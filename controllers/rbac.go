@@ -20,3 +20,6 @@ package controllers
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;patch;delete
 // The certificate-cleanup finalizer is added and removed on APIPolicies.
 // +kubebuilder:rbac:groups=apiwarden.io,resources=apipolicies,verbs=update;patch
+
+// APIBaseline coverage scan: reads every object the engine evaluates.
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch

@@ -199,6 +199,11 @@ func run(ctx context.Context, args []string) error {
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the APIPolicy controller: %w", err)
 		}
+		if err := (&controllers.APIBaselineReconciler{
+			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"), Namespace: o.namespace,
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the APIBaseline coverage controller: %w", err)
+		}
 	}
 	if o.has(roleWebhook) {
 		gatewayAPI, err := gatewayAPIInstalled(mgr)

@@ -1,0 +1,242 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/coverage"
+	"github.com/apiwarden/apiwarden/internal/exposure"
+)
+
+// APIBaselineReconciler is the coverage scan: for each APIBaseline it
+// evaluates every exposed object of the cluster with the admission engine
+// (internal/exposure) and writes the counts, the first violations and the
+// Compliant condition into the baseline's status. It finds what admission
+// never saw (objects from before apiwarden, from while it was down, or that
+// became bare when an exemption expired: it reconciles again at the next
+// expiry) and records a Warning Event on each newly violating object, once.
+//
+// Status is written only when what it reports changes, so a resync of an
+// unchanged cluster writes nothing.
+type APIBaselineReconciler struct {
+	Client   client.Client
+	Recorder record.EventRecorder
+	// Namespace is apiwarden's own namespace, never governed.
+	Namespace string
+	// Resync is how often every baseline is scanned again even when nothing
+	// changed (default 5 minutes).
+	Resync time.Duration
+	// Now is the clock (tests move it).
+	Now func() time.Time
+
+	gatewayAPI bool
+	mu         sync.Mutex
+	reported   map[string]bool // "uid/code" already announced by an Event
+}
+
+// SetupWithManager registers the controller. Route and Gateway watches are
+// set up when the Gateway API CRDs exist at start; the periodic resync
+// covers them otherwise.
+func (r *APIBaselineReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.Resync <= 0 {
+		r.Resync = 5 * time.Minute
+	}
+	r.reported = map[string]bool{}
+	all := handler.EnqueueRequestsFromMapFunc(r.allBaselines)
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&apiwardenv1alpha1.APIBaseline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&networkingv1.Ingress{}, all).
+		Watches(&corev1.Service{}, all).
+		Watches(&corev1.Namespace{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Watches(&apiwardenv1alpha1.APIPolicy{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Named("apibaseline")
+	for _, kind := range []string{"Gateway", "HTTPRoute", "GRPCRoute"} {
+		_, err := mgr.GetRESTMapper().RESTMapping(gatewayv1.SchemeGroupVersion.WithKind(kind).GroupKind(), gatewayv1.SchemeGroupVersion.Version)
+		r.gatewayAPI = err == nil
+		if err != nil {
+			break
+		}
+	}
+	if r.gatewayAPI {
+		b = b.Watches(&gatewayv1.Gateway{}, all).Watches(&gatewayv1.HTTPRoute{}, all).Watches(&gatewayv1.GRPCRoute{}, all)
+	}
+	return b.Complete(r)
+}
+
+func (r *APIBaselineReconciler) allBaselines(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list apiwardenv1alpha1.APIBaselineList
+	if err := r.Client.List(ctx, &list); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing APIBaselines")
+		return nil
+	}
+	out := make([]reconcile.Request, len(list.Items))
+	for i := range list.Items {
+		out[i] = reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}}
+	}
+	return out
+}
+
+// scan evaluates every object the engine governs, from the cache; the two
+// slices it returns are aligned.
+func (r *APIBaselineReconciler) scan(ctx context.Context, now time.Time) ([]coverage.Object, []client.Object, error) {
+	var baselines apiwardenv1alpha1.APIBaselineList
+	var policies apiwardenv1alpha1.APIPolicyList
+	var namespaces corev1.NamespaceList
+	for _, l := range []client.ObjectList{&baselines, &policies, &namespaces} {
+		if err := r.Client.List(ctx, l); err != nil {
+			return nil, nil, err
+		}
+	}
+	bs := make([]*apiwardenv1alpha1.APIBaseline, len(baselines.Items))
+	for i := range baselines.Items {
+		bs[i] = &baselines.Items[i]
+	}
+	ps := make([]*apiwardenv1alpha1.APIPolicy, len(policies.Items))
+	for i := range policies.Items {
+		ps[i] = &policies.Items[i]
+	}
+	nsLabels := make(map[string]map[string]string, len(namespaces.Items))
+	for _, n := range namespaces.Items {
+		nsLabels[n.Name] = n.Labels
+	}
+	snap := exposure.NewMemorySnapshot(bs, ps, nsLabels)
+	opts := exposure.Options{OwnNamespace: r.Namespace}
+
+	var ingresses networkingv1.IngressList
+	var services corev1.ServiceList
+	lists := []client.ObjectList{&ingresses, &services}
+	var gateways gatewayv1.GatewayList
+	var httpRoutes gatewayv1.HTTPRouteList
+	var grpcRoutes gatewayv1.GRPCRouteList
+	if r.gatewayAPI {
+		lists = append(lists, &gateways, &httpRoutes, &grpcRoutes)
+	}
+	var objs []client.Object
+	for _, l := range lists {
+		if err := r.Client.List(ctx, l); err != nil {
+			return nil, nil, err
+		}
+		items, err := meta.ExtractList(l)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, it := range items {
+			objs = append(objs, it.(client.Object))
+		}
+	}
+	out := make([]coverage.Object, 0, len(objs))
+	evaluated := objs[:0]
+	for _, o := range objs {
+		kind, _ := exposure.KindOf(o.(runtime.Object))
+		v, err := exposure.Evaluate(o.(runtime.Object), snap, now, opts)
+		if err != nil {
+			continue // the engine refuses only objects it does not evaluate
+		}
+		out = append(out, coverage.Object{Kind: kind, Namespace: o.GetNamespace(), Name: o.GetName(), Verdict: v})
+		evaluated = append(evaluated, o)
+	}
+	return out, evaluated, nil
+}
+
+// Reconcile scans the cluster for one baseline and writes its status.
+func (r *APIBaselineReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var b apiwardenv1alpha1.APIBaseline
+	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	now := r.Now()
+	objs, raw, err := r.scan(ctx, now)
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("scanning exposed objects: %w", err)
+	}
+	sum := coverage.Summarize(b.Name, objs, now)
+	r.announce(b.Name, objs, raw)
+
+	next := b.Status.DeepCopy()
+	next.ObservedGeneration = b.Generation
+	counts := sum.Counts
+	next.Counts = &counts
+	next.Violations = sum.Violations
+	compliant := cond(apiwardenv1alpha1.ConditionCompliant, true, apiwardenv1alpha1.ReasonAllCompliant,
+		fmt.Sprintf("%d exposed objects: %d protected, %d exempt", counts.Exposed, counts.Protected, counts.Exempt))
+	if sum.Total > 0 {
+		compliant = cond(apiwardenv1alpha1.ConditionCompliant, false, apiwardenv1alpha1.ReasonViolations,
+			fmt.Sprintf("%d violations on %d of %d exposed objects; status.violations lists the first %d", sum.Total, counts.Violating, counts.Exposed, len(sum.Violations)))
+	}
+	ready := cond(apiwardenv1alpha1.ConditionReady, true, apiwardenv1alpha1.ReasonReconciled, "the coverage scan completed")
+	for _, c := range []metav1.Condition{compliant, ready} {
+		c.ObservedGeneration = b.Generation
+		meta.SetStatusCondition(&next.Conditions, c)
+	}
+	// lastScanTime is left alone when nothing else changed, so that a
+	// resync of an unchanged cluster writes nothing.
+	next.LastScanTime = b.Status.LastScanTime
+	if !equality.Semantic.DeepEqual(&b.Status, next) {
+		next.LastScanTime = &metav1.Time{Time: now}
+		b.Status = *next
+		if err := r.Client.Status().Update(ctx, &b); err != nil {
+			return reconcile.Result{}, fmt.Errorf("writing status: %w", err)
+		}
+	}
+	after := r.Resync
+	if !sum.NextChange.IsZero() {
+		if d := sum.NextChange.Sub(now); d < after {
+			after = d + time.Second // just past the expiry
+		}
+	}
+	return reconcile.Result{RequeueAfter: after}, nil
+}
+
+// announce records one Warning Event per object and violation code when it
+// appears, so resyncs do not flood; a violation fixed and broken again is
+// announced again.
+func (r *APIBaselineReconciler) announce(baseline string, objs []coverage.Object, raw []client.Object) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	current := map[string]bool{}
+	defer func() {
+		for k := range r.reported {
+			if !current[k] && strings.Contains(k, "/"+baseline+"/") {
+				delete(r.reported, k)
+			}
+		}
+	}()
+	for i, o := range objs {
+		for _, v := range o.Verdict.Violations {
+			if v.Baseline != baseline {
+				continue
+			}
+			key := string(raw[i].GetUID()) + "/" + baseline + "/" + string(v.Code)
+			current[key] = true
+			if r.reported[key] {
+				continue
+			}
+			r.reported[key] = true
+			r.Recorder.Eventf(raw[i], corev1.EventTypeWarning, string(v.Code), "APIBaseline %s: %s", baseline, v.Message)
+		}
+	}
+}
