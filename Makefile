@@ -76,6 +76,7 @@ test: verify envtest egctl ## Static checks, unit tests, envtest suites against 
 build: ## Build the manager and the CLI into bin/.
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/manager ./cmd/manager
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/apiwarden ./cmd/apiwarden
+	cp bin/apiwarden bin/kubectl-apiwarden  # kubectl apiwarden coverage
 
 .PHONY: run-local
 run-local: build envtest ## Run a local control plane with apiwarden; Ctrl-C stops everything.

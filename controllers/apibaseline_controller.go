@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,7 +25,6 @@ import (
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/coverage"
-	"github.com/apiwarden/apiwarden/internal/exposure"
 )
 
 // APIBaselineReconciler is the coverage scan: for each APIBaseline it
@@ -100,66 +98,9 @@ func (r *APIBaselineReconciler) allBaselines(ctx context.Context, _ client.Objec
 	return out
 }
 
-// scan evaluates every object the engine governs, from the cache; the two
-// slices it returns are aligned.
+// scan evaluates every object the engine governs, from the cache.
 func (r *APIBaselineReconciler) scan(ctx context.Context, now time.Time) ([]coverage.Object, []client.Object, error) {
-	var baselines apiwardenv1alpha1.APIBaselineList
-	var policies apiwardenv1alpha1.APIPolicyList
-	var namespaces corev1.NamespaceList
-	for _, l := range []client.ObjectList{&baselines, &policies, &namespaces} {
-		if err := r.Client.List(ctx, l); err != nil {
-			return nil, nil, err
-		}
-	}
-	bs := make([]*apiwardenv1alpha1.APIBaseline, len(baselines.Items))
-	for i := range baselines.Items {
-		bs[i] = &baselines.Items[i]
-	}
-	ps := make([]*apiwardenv1alpha1.APIPolicy, len(policies.Items))
-	for i := range policies.Items {
-		ps[i] = &policies.Items[i]
-	}
-	nsLabels := make(map[string]map[string]string, len(namespaces.Items))
-	for _, n := range namespaces.Items {
-		nsLabels[n.Name] = n.Labels
-	}
-	snap := exposure.NewMemorySnapshot(bs, ps, nsLabels)
-	opts := exposure.Options{OwnNamespace: r.Namespace}
-
-	var ingresses networkingv1.IngressList
-	var services corev1.ServiceList
-	lists := []client.ObjectList{&ingresses, &services}
-	var gateways gatewayv1.GatewayList
-	var httpRoutes gatewayv1.HTTPRouteList
-	var grpcRoutes gatewayv1.GRPCRouteList
-	if r.gatewayAPI {
-		lists = append(lists, &gateways, &httpRoutes, &grpcRoutes)
-	}
-	var objs []client.Object
-	for _, l := range lists {
-		if err := r.Client.List(ctx, l); err != nil {
-			return nil, nil, err
-		}
-		items, err := meta.ExtractList(l)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, it := range items {
-			objs = append(objs, it.(client.Object))
-		}
-	}
-	out := make([]coverage.Object, 0, len(objs))
-	evaluated := objs[:0]
-	for _, o := range objs {
-		kind, _ := exposure.KindOf(o.(runtime.Object))
-		v, err := exposure.Evaluate(o.(runtime.Object), snap, now, opts)
-		if err != nil {
-			continue // the engine refuses only objects it does not evaluate
-		}
-		out = append(out, coverage.Object{Kind: kind, Namespace: o.GetNamespace(), Name: o.GetName(), Verdict: v})
-		evaluated = append(evaluated, o)
-	}
-	return out, evaluated, nil
+	return coverage.Scan(ctx, r.Client, now, coverage.ScanOptions{OwnNamespace: r.Namespace, GatewayAPI: r.gatewayAPI})
 }
 
 // Reconcile scans the cluster for one baseline and writes its status.

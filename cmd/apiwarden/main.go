@@ -16,6 +16,7 @@ const usage = `apiwarden — API security checks for Kubernetes
 Usage:
   apiwarden check -f FILE|DIR|- [flags]   Check manifests offline (apiwarden check -h).
   apiwarden render -f FILE|DIR|- [flags]  Print what APIPolicies become for a gateway (apiwarden render -h).
+  apiwarden coverage [flags]              What the live cluster exposes and how it is protected (apiwarden coverage -h).
   apiwarden version                       Print the version.
   apiwarden help                          Print this help.
 `
@@ -36,6 +37,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runCheck(args[1:], stdin, stdout, stderr)
 	case "render":
 		return runRender(args[1:], stdin, stdout, stderr)
+	case "coverage":
+		return runCoverage(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "apiwarden %s\n", version.Version)
 		return 0

@@ -1,0 +1,86 @@
+package coverage
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/exposure"
+)
+
+// ScanOptions tune Scan.
+type ScanOptions struct {
+	// OwnNamespace is apiwarden's namespace, never governed.
+	OwnNamespace string
+	// GatewayAPI says whether the Gateway API CRDs are installed, so that
+	// Gateways and routes are read too.
+	GatewayAPI bool
+}
+
+// Scan reads every object the engine evaluates, with the baselines,
+// policies and namespaces that decide, and evaluates each at now. The
+// controller reads from its cache, `apiwarden coverage` from the apiserver;
+// the two slices are aligned.
+func Scan(ctx context.Context, r client.Reader, now time.Time, o ScanOptions) ([]Object, []client.Object, error) {
+	var baselines apiwardenv1alpha1.APIBaselineList
+	var policies apiwardenv1alpha1.APIPolicyList
+	var namespaces corev1.NamespaceList
+	for _, l := range []client.ObjectList{&baselines, &policies, &namespaces} {
+		if err := r.List(ctx, l); err != nil {
+			return nil, nil, err
+		}
+	}
+	bs := make([]*apiwardenv1alpha1.APIBaseline, len(baselines.Items))
+	for i := range baselines.Items {
+		bs[i] = &baselines.Items[i]
+	}
+	ps := make([]*apiwardenv1alpha1.APIPolicy, len(policies.Items))
+	for i := range policies.Items {
+		ps[i] = &policies.Items[i]
+	}
+	nsLabels := make(map[string]map[string]string, len(namespaces.Items))
+	for _, n := range namespaces.Items {
+		nsLabels[n.Name] = n.Labels
+	}
+	snap := exposure.NewMemorySnapshot(bs, ps, nsLabels)
+	opts := exposure.Options{OwnNamespace: o.OwnNamespace}
+
+	var ingresses networkingv1.IngressList
+	var services corev1.ServiceList
+	lists := []client.ObjectList{&ingresses, &services}
+	if o.GatewayAPI {
+		lists = append(lists, &gatewayv1.GatewayList{}, &gatewayv1.HTTPRouteList{}, &gatewayv1.GRPCRouteList{})
+	}
+	var objs []client.Object
+	for _, l := range lists {
+		if err := r.List(ctx, l); err != nil {
+			return nil, nil, err
+		}
+		items, err := meta.ExtractList(l)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, it := range items {
+			objs = append(objs, it.(client.Object))
+		}
+	}
+	out := make([]Object, 0, len(objs))
+	evaluated := objs[:0]
+	for _, obj := range objs {
+		kind, _ := exposure.KindOf(obj.(runtime.Object))
+		v, err := exposure.Evaluate(obj.(runtime.Object), snap, now, opts)
+		if err != nil {
+			continue // the engine refuses only objects it does not evaluate
+		}
+		out = append(out, Object{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Verdict: v})
+		evaluated = append(evaluated, obj)
+	}
+	return out, evaluated, nil
+}

@@ -1,0 +1,109 @@
+// Package coverage_test runs `apiwarden coverage` (the built CLI) against a
+// real kube-apiserver through a kubeconfig, and compares its table and JSON
+// with golden files (go test ./test/coverage -update rewrites them).
+package coverage_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func TestCoverageCLI(t *testing.T) {
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := env.WriteKubeconfig(kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := testenv.BuildBinary("./cmd/apiwarden", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ingress := func(ns, name string, tls bool) *networkingv1.Ingress {
+		in := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: networkingv1.IngressSpec{
+			Rules: []networkingv1.IngressRule{{Host: name + ".example.com", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+				Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: ptr.To(networkingv1.PathTypePrefix), Backend: networkingv1.IngressBackend{
+					Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}},
+			}}}},
+		}}
+		if tls {
+			in.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{name + ".example.com"}, SecretName: name + "-tls"}}
+		}
+		return in
+	}
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"apiwarden.io/governed": "true"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "payments", Labels: map[string]string{"apiwarden.io/governed": "true"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "sandbox"}},
+		&apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: apiwardenv1alpha1.APIBaselineSpec{
+			EnforcementAction: apiwardenv1alpha1.EnforcementActionDeny,
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"apiwarden.io/governed": "true"}},
+			Require:           &apiwardenv1alpha1.BaselineRequirements{TLS: &apiwardenv1alpha1.TLSRequirement{MinVersion: apiwardenv1alpha1.TLSVersion12}},
+			Exemptions: []apiwardenv1alpha1.Exemption{{Name: "status", Target: apiwardenv1alpha1.ExemptionTarget{Namespace: "shop", Kind: "Ingress", Name: "status"},
+				Controls: []apiwardenv1alpha1.Control{apiwardenv1alpha1.ControlTLS}, Reason: "OPS-1234: public status page, moving",
+				Expires: metav1.NewTime(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))}},
+		}},
+		ingress("shop", "storefront", true), ingress("shop", "status", false), ingress("shop", "admin", false),
+		ingress("payments", "checkout", true), ingress("sandbox", "toy", false),
+	}
+	for _, o := range objs {
+		if err := k8s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct{ name, golden string }{{"table", "table.golden"}, {"json", "json.golden"}} {
+		var out, errb bytes.Buffer
+		cmd := exec.Command(bin, "coverage", "--kubeconfig", kubeconfig, "-o", tc.name)
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("apiwarden coverage -o %s: %v\n%s", tc.name, err, errb.String())
+		}
+		path := filepath.Join("testdata", tc.golden)
+		if *update {
+			if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Errorf("apiwarden coverage -o %s differs from %s:\n%s", tc.name, path, out.String())
+		}
+	}
+	// Bad kubeconfig: a clear error, exit 2.
+	cmd := exec.Command(bin, "coverage", "--kubeconfig", filepath.Join(dir, "missing"))
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 2 || !bytes.Contains(errb.Bytes(), []byte("kubeconfig")) {
+		t.Errorf("missing kubeconfig: exit %d, %q", cmd.ProcessState.ExitCode(), errb.String())
+	}
+}
