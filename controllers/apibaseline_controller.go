@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -47,8 +48,11 @@ type APIBaselineReconciler struct {
 	Resync time.Duration
 	// Now is the clock (tests move it).
 	Now func() time.Time
+	// Registerer, when set, receives apiwarden_exposed_objects.
+	Registerer prometheus.Registerer
 
 	gatewayAPI bool
+	exposed    *prometheus.GaugeVec
 	mu         sync.Mutex
 	reported   map[string]bool // "uid/code" already announced by an Event
 }
@@ -64,6 +68,15 @@ func (r *APIBaselineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Resync = 5 * time.Minute
 	}
 	r.reported = map[string]bool{}
+	r.exposed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "apiwarden_exposed_objects",
+		Help: "Exposed objects an APIBaseline governs, by baseline and state (protected, exempt, violating), from the last coverage scan.",
+	}, []string{"baseline", "state"})
+	if r.Registerer != nil {
+		if err := r.Registerer.Register(r.exposed); err != nil {
+			return fmt.Errorf("registering apiwarden_exposed_objects: %w", err)
+		}
+	}
 	all := handler.EnqueueRequestsFromMapFunc(r.allBaselines)
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&apiwardenv1alpha1.APIBaseline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -107,6 +120,9 @@ func (r *APIBaselineReconciler) scan(ctx context.Context, now time.Time) ([]cove
 func (r *APIBaselineReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var b apiwardenv1alpha1.APIBaseline
 	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			r.exposed.DeletePartialMatch(prometheus.Labels{"baseline": req.Name})
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	now := r.Now()
@@ -121,6 +137,9 @@ func (r *APIBaselineReconciler) Reconcile(ctx context.Context, req reconcile.Req
 	next.ObservedGeneration = b.Generation
 	counts := sum.Counts
 	next.Counts = &counts
+	r.exposed.WithLabelValues(b.Name, "protected").Set(float64(counts.Protected))
+	r.exposed.WithLabelValues(b.Name, "exempt").Set(float64(counts.Exempt))
+	r.exposed.WithLabelValues(b.Name, "violating").Set(float64(counts.Violating))
 	next.Violations = sum.Violations
 	compliant := cond(apiwardenv1alpha1.ConditionCompliant, true, apiwardenv1alpha1.ReasonAllCompliant,
 		fmt.Sprintf("%d exposed objects: %d protected, %d exempt", counts.Exposed, counts.Protected, counts.Exempt))

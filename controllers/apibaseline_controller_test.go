@@ -114,6 +114,13 @@ func TestCoverageScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the fixed Ingress protected", counts(2, 1, 0, 1))
+	// The same counts on the metrics endpoint.
+	for state, want := range map[string]float64{"protected": 1, "exempt": 0, "violating": 1} {
+		if got := gaugeValue(t, "apiwarden_exposed_objects", map[string]string{"baseline": cns, "state": state}); got != want {
+			t.Errorf("apiwarden_exposed_objects{state=%q} = %v, want %v", state, got, want)
+		}
+	}
+
 	if v := status().Status.Violations; len(v) != 1 || v[0].Name != "legacy" {
 		t.Errorf("violations after the fix: %+v", v)
 	}
@@ -126,4 +133,33 @@ func findCond(cs []metav1.Condition, t string) *metav1.Condition {
 		}
 	}
 	return nil
+}
+
+// gaugeValue reads one series from the controllers' metrics registry; -1
+// when absent.
+func gaugeValue(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := policyMetrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue metrics
+				}
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
 }

@@ -98,7 +98,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	if err := (&controllers.APIBaselineReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"),
-		Namespace: envNS, Now: fake.Now, Resync: time.Second}).SetupWithManager(mgr); err != nil {
+		Namespace: envNS, Now: fake.Now, Resync: time.Second, Registerer: policyMetrics}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -356,3 +356,44 @@ func (r *APIPolicyReconciler) grantPolicies(ctx context.Context, o client.Object
 	}
 	return out
 }
+
+// policyConditions exports, at every scrape, how many APIPolicies report
+// each Enforced status and reason, from the cache. Bounded labels: status
+// True/False/Unknown and the reasons in api/v1alpha1/conditions.go.
+type policyConditions struct {
+	r    *APIPolicyReconciler
+	desc *prometheus.Desc
+}
+
+func newPolicyConditions(r *APIPolicyReconciler) *policyConditions {
+	return &policyConditions{r: r, desc: prometheus.NewDesc("apiwarden_policies",
+		"APIPolicies by their Enforced condition: status (True, False, Unknown when not yet reconciled) and reason.",
+		[]string{"enforced", "reason"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *policyConditions) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *policyConditions) Collect(ch chan<- prometheus.Metric) {
+	var list apiwardenv1alpha1.APIPolicyList
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.r.Cache.List(ctx, &list); err != nil {
+		return
+	}
+	type key struct{ status, reason string }
+	counts := map[key]int{}
+	for i := range list.Items {
+		k := key{"Unknown", ""}
+		for _, cd := range list.Items[i].Status.Conditions {
+			if cd.Type == apiwardenv1alpha1.ConditionEnforced {
+				k = key{string(cd.Status), cd.Reason}
+			}
+		}
+		counts[k]++
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), k.status, k.reason)
+	}
+}

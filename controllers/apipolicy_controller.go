@@ -146,6 +146,9 @@ func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		if err := r.Registerer.Register(newCertificateExpiry(r)); err != nil {
 			return fmt.Errorf("registering the certificate expiry metric: %w", err)
 		}
+		if err := r.Registerer.Register(newPolicyConditions(r)); err != nil {
+			return fmt.Errorf("registering the policy condition metric: %w", err)
+		}
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &apiwardenv1alpha1.APIPolicy{}, indexPolicyTarget, func(o client.Object) []string {
 		keys := exposure.PolicyTargetKeys(o.(*apiwardenv1alpha1.APIPolicy))

@@ -28,6 +28,8 @@ type Options struct {
 	OwnNamespace string
 	// Now returns the current time; tests may fix it.
 	Now func() time.Time
+	// Metrics, when set, records every decision.
+	Metrics *Metrics
 }
 
 func (o Options) now() time.Time {
@@ -73,6 +75,7 @@ func (v *exposureValidator) handleObject(ctx context.Context, req admission.Requ
 	if obj.GetNamespace() == "" {
 		obj.SetNamespace(req.Namespace)
 	}
+	start := time.Now()
 	var verdict exposure.Verdict
 	var evalErr error
 	err := v.store.View(ctx, []string{obj.GetNamespace()}, func(snap exposure.Snapshot) {
@@ -86,10 +89,11 @@ func (v *exposureValidator) handleObject(ctx context.Context, req admission.Requ
 		// closed, denying the request with the reason.
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("evaluating %s %s/%s: %w", v.kind, obj.GetNamespace(), obj.GetName(), err))
 	}
-	resp := respond(verdict.ByAction(apiwardenv1alpha1.EnforcementActionDeny), verdict.ByAction(apiwardenv1alpha1.EnforcementActionWarn))
+	deny, warn := verdict.ByAction(apiwardenv1alpha1.EnforcementActionDeny), verdict.ByAction(apiwardenv1alpha1.EnforcementActionWarn)
+	resp := respond(deny, warn)
+	v.opts.Metrics.observe(v.kind, deny, warn, start)
 	if !resp.Allowed {
-		logf.FromContext(ctx).Info("Denied exposed object", "kind", v.kind, "object", klog.KObj(obj),
-			"codes", codes(verdict.ByAction(apiwardenv1alpha1.EnforcementActionDeny)))
+		logf.FromContext(ctx).Info("Denied exposed object", "kind", v.kind, "object", klog.KObj(obj), "codes", codes(deny))
 	}
 	return resp
 }

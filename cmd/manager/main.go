@@ -201,6 +201,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		if err := (&controllers.APIBaselineReconciler{
 			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"), Namespace: o.namespace,
+			Registerer: metrics.Registry,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the APIBaseline coverage controller: %w", err)
 		}
@@ -213,7 +214,11 @@ func run(ctx context.Context, args []string) error {
 		if !gatewayAPI {
 			log.Info("Gateway API CRDs are not installed; after installing them, restart apiwarden so the APIPolicy guard sees routes attached to Gateways")
 		}
-		store, err := webhooks.Setup(ctx, mgr, webhooks.Options{OwnNamespace: o.namespace}, gatewayAPI)
+		admissionMetrics, err := webhooks.NewMetrics(metrics.Registry)
+		if err != nil {
+			return fmt.Errorf("registering admission metrics: %w", err)
+		}
+		store, err := webhooks.Setup(ctx, mgr, webhooks.Options{OwnNamespace: o.namespace, Metrics: admissionMetrics}, gatewayAPI)
 		if err != nil {
 			return fmt.Errorf("setting up admission webhooks: %w", err)
 		}
