@@ -9,10 +9,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/testenv"
 )
 
 // TestCoverageScan: objects that existed before the baseline are found;
@@ -26,15 +26,7 @@ func TestCoverageScan(t *testing.T) {
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: cns, Labels: map[string]string{"coverage-test": cns}}}); err != nil {
 		t.Fatal(err)
 	}
-	ingress := func(name string) *networkingv1.Ingress {
-		return &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: cns, Name: name}, Spec: networkingv1.IngressSpec{
-			Rules: []networkingv1.IngressRule{{Host: name + ".example.com", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
-				Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: ptr.To(networkingv1.PathTypePrefix), Backend: networkingv1.IngressBackend{
-					Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}},
-			}}}},
-		}}
-	}
-	for _, o := range []client.Object{ingress("bare"), ingress("legacy"),
+	for _, o := range []client.Object{testenv.Ingress(cns, "bare", false), testenv.Ingress(cns, "legacy", false),
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: cns, Name: "internal"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}} {
 		if err := k8s.Create(ctx, o); err != nil {
 			t.Fatal(err)

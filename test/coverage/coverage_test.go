@@ -14,9 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
@@ -45,18 +43,6 @@ func TestCoverageCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	ingress := func(ns, name string, tls bool) *networkingv1.Ingress {
-		in := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: networkingv1.IngressSpec{
-			Rules: []networkingv1.IngressRule{{Host: name + ".example.com", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
-				Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: ptr.To(networkingv1.PathTypePrefix), Backend: networkingv1.IngressBackend{
-					Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}},
-			}}}},
-		}}
-		if tls {
-			in.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{name + ".example.com"}, SecretName: name + "-tls"}}
-		}
-		return in
-	}
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"apiwarden.io/governed": "true"}}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "payments", Labels: map[string]string{"apiwarden.io/governed": "true"}}},
@@ -69,8 +55,8 @@ func TestCoverageCLI(t *testing.T) {
 				Controls: []apiwardenv1alpha1.Control{apiwardenv1alpha1.ControlTLS}, Reason: "OPS-1234: public status page, moving",
 				Expires: metav1.NewTime(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))}},
 		}},
-		ingress("shop", "storefront", true), ingress("shop", "status", false), ingress("shop", "admin", false),
-		ingress("payments", "checkout", true), ingress("sandbox", "toy", false),
+		testenv.Ingress("shop", "storefront", true), testenv.Ingress("shop", "status", false), testenv.Ingress("shop", "admin", false),
+		testenv.Ingress("payments", "checkout", true), testenv.Ingress("sandbox", "toy", false),
 	}
 	for _, o := range objs {
 		if err := k8s.Create(ctx, o); err != nil {
