@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -63,12 +64,27 @@ type APIKeySetReconciler struct {
 	// DeliveryWorkers bounds the delivery Secrets written at once in one
 	// reconcile (default 8); 1 writes them one after the other.
 	DeliveryWorkers int
+	// Registerer, when set, receives the API-key lifecycle metrics.
+	Registerer prometheus.Registerer
+
+	lifecycle *prometheus.CounterVec
 }
 
 // SetupWithManager registers the reconciler.
 func (r *APIKeySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
+	}
+	r.lifecycle = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "apiwarden_apikey_lifecycle_events_total",
+		Help: "API-key lifecycle events by event: issued, rotated (a new key replaced an old one), grace_ended, revoked, removed.",
+	}, []string{"event"})
+	if r.Registerer != nil {
+		for _, c := range []prometheus.Collector{r.lifecycle, &keyRotationDue{cache: mgr.GetCache(), now: r.Now}} {
+			if err := r.Registerer.Register(c); err != nil {
+				return fmt.Errorf("registering API-key metrics: %w", err)
+			}
+		}
 	}
 	if r.Reader == nil {
 		r.Reader = mgr.GetAPIReader()
@@ -264,9 +280,61 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			eventType = corev1.EventTypeWarning
 		}
 		r.Recorder.Event(&ks, eventType, e.Reason, e.Message)
+		r.lifecycle.WithLabelValues(lifecycleEvent(e.Reason)).Inc()
 		log.Info(e.Message, "apikeyset", klog.KObj(&ks), "consumer", e.Consumer, "keyID", e.KeyID)
 	}
 	return ctrl.Result{RequeueAfter: wait}, nil
+}
+
+// lifecycleEvent is the metric label of a key event's reason.
+func lifecycleEvent(reason string) string {
+	switch reason {
+	case "Issued":
+		return "issued"
+	case "Rotated":
+		return "rotated"
+	case "GraceEnded":
+		return "grace_ended"
+	case "Revoked":
+		return "revoked"
+	case "Removed":
+		return "removed"
+	}
+	return "other"
+}
+
+// keyRotationDue exports, at every scrape, the seconds until each
+// consumer's next key rotation (negative when overdue), from the cached
+// APIKeySets' status. One series per consumer with a rotation schedule:
+// bounded by the consumers APIKeySets list (at most 256 each).
+type keyRotationDue struct {
+	cache client.Reader
+	now   func() time.Time
+}
+
+var keyRotationDesc = prometheus.NewDesc("apiwarden_apikey_rotation_due_seconds",
+	"Seconds until each consumer's next API-key rotation (negative when overdue), by namespace, apikeyset and consumer.",
+	[]string{"namespace", "apikeyset", "consumer"}, nil)
+
+// Describe implements prometheus.Collector.
+func (k *keyRotationDue) Describe(ch chan<- *prometheus.Desc) { ch <- keyRotationDesc }
+
+// Collect implements prometheus.Collector.
+func (k *keyRotationDue) Collect(ch chan<- prometheus.Metric) {
+	var list apiwardenv1alpha1.APIKeySetList
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := k.cache.List(ctx, &list); err != nil {
+		return
+	}
+	now := k.now()
+	for _, ks := range list.Items {
+		for _, c := range ks.Status.Consumers {
+			if c.NextRotation != nil {
+				ch <- prometheus.MustNewConstMetric(keyRotationDesc, prometheus.GaugeValue, c.NextRotation.Sub(now).Seconds(), ks.Namespace, ks.Name, c.Name)
+			}
+		}
+	}
 }
 
 type issuedKey struct{ key, id string }

@@ -188,6 +188,7 @@ func run(ctx context.Context, args []string) error {
 	if o.has(roleControllers) {
 		if err := (&controllers.APIKeySetReconciler{
 			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"), Namespace: o.namespace,
+			Registerer: metrics.Registry,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the APIKeySet controller: %w", err)
 		}
