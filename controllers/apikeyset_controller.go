@@ -280,7 +280,9 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			eventType = corev1.EventTypeWarning
 		}
 		r.Recorder.Event(&ks, eventType, e.Reason, e.Message)
-		r.lifecycle.WithLabelValues(lifecycleEvent(e.Reason)).Inc()
+		if r.lifecycle != nil { // nil when the reconciler is driven without SetupWithManager
+			r.lifecycle.WithLabelValues(lifecycleEvent(e.Reason)).Inc()
+		}
 		log.Info(e.Message, "apikeyset", klog.KObj(&ks), "consumer", e.Consumer, "keyID", e.KeyID)
 	}
 	return ctrl.Result{RequeueAfter: wait}, nil
