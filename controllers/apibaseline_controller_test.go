@@ -108,7 +108,7 @@ func TestCoverageScan(t *testing.T) {
 	eventually(t, "the fixed Ingress protected", counts(2, 1, 0, 1))
 	// The same counts on the metrics endpoint.
 	for state, want := range map[string]float64{"protected": 1, "exempt": 0, "violating": 1} {
-		if got := gaugeValue(t, "apiwarden_exposed_objects", map[string]string{"baseline": cns, "state": state}); got != want {
+		if got := metricValue(t, "apiwarden_exposed_objects", map[string]string{"baseline": cns, "state": state}); got != want {
 			t.Errorf("apiwarden_exposed_objects{state=%q} = %v, want %v", state, got, want)
 		}
 	}
@@ -127,9 +127,9 @@ func findCond(cs []metav1.Condition, t string) *metav1.Condition {
 	return nil
 }
 
-// gaugeValue reads one series from the controllers' metrics registry; -1
-// when absent.
-func gaugeValue(t *testing.T, name string, labels map[string]string) float64 {
+// metricValue reads one gauge or counter series from the controllers'
+// metrics registry; -1 when absent.
+func metricValue(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := policyMetrics.Gather()
 	if err != nil {
@@ -149,6 +149,9 @@ func gaugeValue(t *testing.T, name string, labels map[string]string) float64 {
 				if got[k] != v {
 					continue metrics
 				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
 			}
 			return m.GetGauge().GetValue()
 		}

@@ -297,10 +297,10 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 	}
 	// The metrics endpoint counts what happened, and says when each
 	// consumer's next rotation is due.
-	if issued, rotated := counterValue(t, "apiwarden_apikey_lifecycle_events_total", "event", "issued"), counterValue(t, "apiwarden_apikey_lifecycle_events_total", "event", "rotated"); issued < 2 || rotated < 2 {
+	if issued, rotated := metricValue(t, "apiwarden_apikey_lifecycle_events_total", map[string]string{"event": "issued"}), metricValue(t, "apiwarden_apikey_lifecycle_events_total", map[string]string{"event": "rotated"}); issued < 2 || rotated < 2 {
 		t.Errorf("lifecycle counters: issued %v, rotated %v", issued, rotated)
 	}
-	if due := gaugeValue(t, "apiwarden_apikey_rotation_due_seconds", map[string]string{"namespace": ns, "apikeyset": "shop-keys", "consumer": "app"}); due <= 0 {
+	if due := metricValue(t, "apiwarden_apikey_rotation_due_seconds", map[string]string{"namespace": ns, "apikeyset": "shop-keys", "consumer": "app"}); due <= 0 {
 		t.Errorf("apiwarden_apikey_rotation_due_seconds for app = %v, want the time to its next rotation", due)
 	}
 
@@ -529,27 +529,4 @@ func TestCrossNamespaceDelivery(t *testing.T) {
 		err := k8s.Get(ctx, client.ObjectKeyFromObject(ks), &apiwardenv1alpha1.APIKeySet{})
 		return remoteSecret("orders-key") == nil && apierrors.IsNotFound(err)
 	})
-}
-
-// counterValue reads one counter series with one matching label from the
-// controllers' metrics registry; -1 when absent.
-func counterValue(t *testing.T, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := policyMetrics.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return -1
 }

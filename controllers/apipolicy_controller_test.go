@@ -137,7 +137,7 @@ func TestAPIPolicyController(t *testing.T) {
 	waitCond(t, "edge-policy", apiwardenv1alpha1.ConditionEnforced, metav1.ConditionTrue, apiwardenv1alpha1.ReasonEnforced)
 
 	// The metrics endpoint counts policies by their Enforced condition.
-	if got := gaugeValue(t, "apiwarden_policies", map[string]string{"enforced": "True", "reason": "Enforced"}); got < 2 {
+	if got := metricValue(t, "apiwarden_policies", map[string]string{"enforced": "True", "reason": "Enforced"}); got < 2 {
 		t.Errorf("apiwarden_policies{enforced=True,reason=Enforced} = %v, want at least 2", got)
 	}
 

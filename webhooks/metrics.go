@@ -54,10 +54,14 @@ func (m *Metrics) observe(kind string, deny, warn []exposure.Violation, start ti
 		m.decisions.WithLabelValues(kind, result, "none").Inc()
 		return
 	}
-	seen := map[exposure.Code]bool{}
-	for _, v := range vs {
-		if !seen[v.Code] {
-			seen[v.Code] = true
+	// Count each code once; a decision carries a handful of violations, so
+	// looking back beats allocating a set on the admission path.
+	for i, v := range vs {
+		dup := false
+		for _, w := range vs[:i] {
+			dup = dup || w.Code == v.Code
+		}
+		if !dup {
 			m.decisions.WithLabelValues(kind, result, string(v.Code)).Inc()
 		}
 	}
