@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,11 +19,14 @@ import (
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
@@ -51,15 +56,17 @@ type APIBaselineReconciler struct {
 	// Registerer, when set, receives apiwarden_exposed_objects.
 	Registerer prometheus.Registerer
 
-	gatewayAPI bool
+	gatewayAPI atomic.Bool // Gateway API CRDs present and watched
+	crds       map[string]bool
+	ctrl       controller.Controller
+	cache      cache.Cache
 	exposed    *prometheus.GaugeVec
 	mu         sync.Mutex
 	reported   map[string]bool // "uid/code" already announced by an Event
 }
 
-// SetupWithManager registers the controller. Route and Gateway watches are
-// set up when the Gateway API CRDs exist at start; the periodic resync
-// covers them otherwise.
+// SetupWithManager registers the controller. Route and Gateway watches
+// start when the Gateway API CRDs exist, at start or later.
 func (r *APIBaselineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
@@ -78,24 +85,65 @@ func (r *APIBaselineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 	}
 	all := handler.EnqueueRequestsFromMapFunc(r.allBaselines)
-	b := ctrl.NewControllerManagedBy(mgr).
+	crd := &metav1.PartialObjectMetadata{}
+	crd.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+	c, err := ctrl.NewControllerManagedBy(mgr).
 		For(&apiwardenv1alpha1.APIBaseline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&networkingv1.Ingress{}, all).
 		Watches(&corev1.Service{}, all).
 		Watches(&corev1.Namespace{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Watches(&apiwardenv1alpha1.APIPolicy{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Named("apibaseline")
-	for _, kind := range []string{"Gateway", "HTTPRoute", "GRPCRoute"} {
-		_, err := mgr.GetRESTMapper().RESTMapping(gatewayv1.SchemeGroupVersion.WithKind(kind).GroupKind(), gatewayv1.SchemeGroupVersion.Version)
-		r.gatewayAPI = err == nil
-		if err != nil {
-			break
+		Watches(crd, handler.EnqueueRequestsFromMapFunc(r.crdChanged), builder.OnlyMetadata).
+		Named("apibaseline").
+		Build(r)
+	if err != nil {
+		return err
+	}
+	r.ctrl, r.cache = c, mgr.GetCache()
+	return nil
+}
+
+// crdChanged starts the Gateway and route watches once the Gateway API
+// CRDs exist (at start, or when installed later: no restart), and then
+// rescans every baseline.
+func (r *APIBaselineReconciler) crdChanged(ctx context.Context, o client.Object) []reconcile.Request {
+	r.mu.Lock()
+	if r.crds == nil {
+		r.crds = map[string]bool{}
+	}
+	relevant := false
+	for _, gvk := range gatewayAPIKinds {
+		relevant = relevant || crdName(gvk) == o.GetName()
+	}
+	if !relevant {
+		r.mu.Unlock()
+		return nil
+	}
+	r.crds[o.GetName()] = o.GetDeletionTimestamp() == nil
+	ready := !r.gatewayAPI.Load()
+	for _, gvk := range gatewayAPIKinds {
+		ready = ready && r.crds[crdName(gvk)]
+	}
+	if ready {
+		r.gatewayAPI.Store(true)
+	}
+	r.mu.Unlock()
+	if !ready {
+		return nil
+	}
+	// Not from this handler: the controller holds its lock while its first
+	// sources sync, and this handler runs during that sync.
+	go func() {
+		all := handler.EnqueueRequestsFromMapFunc(r.allBaselines)
+		for _, obj := range []client.Object{&gatewayv1.Gateway{}, &gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{}} {
+			if err := r.ctrl.Watch(source.Kind(r.cache, obj, all)); err != nil {
+				logf.FromContext(ctx).Error(err, "Starting the Gateway API watches of the coverage scan")
+				r.gatewayAPI.Store(false)
+				return
+			}
 		}
-	}
-	if r.gatewayAPI {
-		b = b.Watches(&gatewayv1.Gateway{}, all).Watches(&gatewayv1.HTTPRoute{}, all).Watches(&gatewayv1.GRPCRoute{}, all)
-	}
-	return b.Complete(r)
+	}()
+	return r.allBaselines(ctx, o)
 }
 
 func (r *APIBaselineReconciler) allBaselines(ctx context.Context, _ client.Object) []reconcile.Request {
@@ -113,7 +161,7 @@ func (r *APIBaselineReconciler) allBaselines(ctx context.Context, _ client.Objec
 
 // scan evaluates every object the engine governs, from the cache.
 func (r *APIBaselineReconciler) scan(ctx context.Context, now time.Time) ([]coverage.Object, []client.Object, error) {
-	return coverage.Scan(ctx, r.Client, now, coverage.ScanOptions{OwnNamespace: r.Namespace, GatewayAPI: r.gatewayAPI})
+	return coverage.Scan(ctx, r.Client, now, coverage.ScanOptions{OwnNamespace: r.Namespace, GatewayAPI: r.gatewayAPI.Load()})
 }
 
 // Reconcile scans the cluster for one baseline and writes its status.

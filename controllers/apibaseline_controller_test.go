@@ -10,6 +10,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/testenv"
@@ -116,6 +117,15 @@ func TestCoverageScan(t *testing.T) {
 	if v := status().Status.Violations; len(v) != 1 || v[0].Name != "legacy" {
 		t.Errorf("violations after the fix: %+v", v)
 	}
+
+	// Gateway API objects are scanned too (their watches start once the
+	// CRDs are seen): a plain-HTTP listener with no redirect violates.
+	gw := &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: cns, Name: "edge"}, Spec: gatewayv1.GatewaySpec{
+		GatewayClassName: "eg", Listeners: []gatewayv1.Listener{{Name: "http", Protocol: gatewayv1.HTTPProtocolType, Port: 80}}}}
+	if err := k8s.Create(ctx, gw); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the Gateway counted", counts(3, 1, 0, 2))
 }
 
 func findCond(cs []metav1.Condition, t string) *metav1.Condition {
