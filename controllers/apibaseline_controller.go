@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,7 +56,7 @@ type APIBaselineReconciler struct {
 	Registerer prometheus.Registerer
 
 	gatewayAPI atomic.Bool // Gateway API CRDs present and watched
-	crds       map[string]bool
+	crds       crdSet
 	ctrl       controller.Controller
 	cache      cache.Cache
 	exposed    *prometheus.GaugeVec
@@ -85,21 +84,29 @@ func (r *APIBaselineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 	}
 	all := handler.EnqueueRequestsFromMapFunc(r.allBaselines)
-	crd := &metav1.PartialObjectMetadata{}
-	crd.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		For(&apiwardenv1alpha1.APIBaseline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&networkingv1.Ingress{}, all).
 		Watches(&corev1.Service{}, all).
 		Watches(&corev1.Namespace{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Watches(&apiwardenv1alpha1.APIPolicy{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(crd, handler.EnqueueRequestsFromMapFunc(r.crdChanged), builder.OnlyMetadata).
+		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.crdChanged), builder.OnlyMetadata).
 		Named("apibaseline").
 		Build(r)
 	if err != nil {
 		return err
 	}
 	r.ctrl, r.cache = c, mgr.GetCache()
+	r.crds.gate("Gateway API objects of the coverage scan", crdNames(gatewayAPIKinds), func() error {
+		r.gatewayAPI.Store(true)
+		for _, obj := range []client.Object{&gatewayv1.Gateway{}, &gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{}} {
+			if err := r.ctrl.Watch(source.Kind(r.cache, obj, all)); err != nil {
+				r.gatewayAPI.Store(false)
+				return err
+			}
+		}
+		return nil
+	})
 	return nil
 }
 
@@ -107,42 +114,9 @@ func (r *APIBaselineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // CRDs exist (at start, or when installed later: no restart), and then
 // rescans every baseline.
 func (r *APIBaselineReconciler) crdChanged(ctx context.Context, o client.Object) []reconcile.Request {
-	r.mu.Lock()
-	if r.crds == nil {
-		r.crds = map[string]bool{}
-	}
-	relevant := false
-	for _, gvk := range gatewayAPIKinds {
-		relevant = relevant || crdName(gvk) == o.GetName()
-	}
-	if !relevant {
-		r.mu.Unlock()
+	if !r.crds.relevant(o.GetName()) || !r.crds.observe(ctx, r.cache, o) {
 		return nil
 	}
-	r.crds[o.GetName()] = o.GetDeletionTimestamp() == nil
-	ready := !r.gatewayAPI.Load()
-	for _, gvk := range gatewayAPIKinds {
-		ready = ready && r.crds[crdName(gvk)]
-	}
-	if ready {
-		r.gatewayAPI.Store(true)
-	}
-	r.mu.Unlock()
-	if !ready {
-		return nil
-	}
-	// Not from this handler: the controller holds its lock while its first
-	// sources sync, and this handler runs during that sync.
-	go func() {
-		all := handler.EnqueueRequestsFromMapFunc(r.allBaselines)
-		for _, obj := range []client.Object{&gatewayv1.Gateway{}, &gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{}} {
-			if err := r.ctrl.Watch(source.Kind(r.cache, obj, all)); err != nil {
-				logf.FromContext(ctx).Error(err, "Starting the Gateway API watches of the coverage scan")
-				r.gatewayAPI.Store(false)
-				return
-			}
-		}
-	}()
 	return r.allBaselines(ctx, o)
 }
 

@@ -32,9 +32,7 @@ var (
 
 // certManagerInstalled reports whether cert-manager's Certificate CRD exists.
 func (r *APIPolicyReconciler) certManagerInstalled() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.crds[certificateCRD]
+	return r.crds.has(certificateCRD)
 }
 
 // startCertificateWatch watches cert-manager Certificates, mapping each to

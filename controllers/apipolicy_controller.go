@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -75,14 +73,10 @@ type APIPolicyReconciler struct {
 	// object, then status), so more workers than cores pays off.
 	Workers int
 
-	ctrl       controller.Controller
-	certWatch  bool // Certificate watch started
-	grantWatch bool // ReferenceGrant watch started
-	mu         sync.Mutex
-	crds       map[string]bool // CRD names seen installed
-	gatewayAPI bool            // route and Gateway watches started
-	grants     sync.Map        // namespaces whose ReferenceGrant to the authz Service was applied
-	applied    sync.Map        // object key -> appliedRecord: what was last applied, to skip no-op applies
+	ctrl    controller.Controller
+	crds    crdSet   // optional CRDs seen installed, and the watches waiting on them
+	grants  sync.Map // namespaces whose ReferenceGrant to the authz Service was applied
+	applied sync.Map // object key -> appliedRecord: what was last applied, to skip no-op applies
 }
 
 // appliedRecord remembers the last successful apply of one rendered object.
@@ -96,31 +90,28 @@ type appliedRecord struct {
 // restored at the latest this long after, on the next reconcile.
 const reapplyAfter = 10 * time.Minute
 
-// crdName is the name of the CRD serving a kind: its plural, a dot, its group.
-func crdName(gvk schema.GroupVersionKind) string {
-	k := strings.ToLower(gvk.Kind)
-	switch {
-	case strings.HasSuffix(k, "y") && !strings.ContainsAny(k[len(k)-2:len(k)-1], "aeiou"):
-		k = k[:len(k)-1] + "ies"
-	default:
-		k += "s"
-	}
-	return k + "." + gvk.Group
-}
-
 var gatewayAPIKinds = []schema.GroupVersionKind{
 	gatewayv1.SchemeGroupVersion.WithKind("Gateway"),
 	gatewayv1.SchemeGroupVersion.WithKind("HTTPRoute"),
 	gatewayv1.SchemeGroupVersion.WithKind("GRPCRoute"),
 }
 
+// crdNames are the CRD names of kinds.
+func crdNames(kinds []schema.GroupVersionKind) []string {
+	out := make([]string, 0, len(kinds))
+	for _, gvk := range kinds {
+		if n := crdName(gvk); !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // missingCRDs lists the CRDs the renderer needs that are not installed.
 func (r *APIPolicyReconciler) missingCRDs() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []string
-	for _, gvk := range append(slices.Clone(gatewayAPIKinds), r.Renderer.Kinds()...) {
-		if n := crdName(gvk); !r.crds[n] && !slices.Contains(out, n) {
+	for _, n := range crdNames(append(slices.Clone(gatewayAPIKinds), r.Renderer.Kinds()...)) {
+		if !r.crds.has(n) {
 			out = append(out, n)
 		}
 	}
@@ -141,7 +132,6 @@ func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Workers <= 0 {
 		r.Workers = 8
 	}
-	r.crds = map[string]bool{}
 	if r.Registerer != nil {
 		if err := r.Registerer.Register(newCertificateExpiry(r)); err != nil {
 			return fmt.Errorf("registering the certificate expiry metric: %w", err)
@@ -160,12 +150,10 @@ func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing APIPolicies by target: %w", err)
 	}
-	crd := &metav1.PartialObjectMetadata{}
-	crd.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		For(&apiwardenv1alpha1.APIPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&apiwardenv1alpha1.APIPolicy{}, handler.EnqueueRequestsFromMapFunc(r.relatedPolicies), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(crd, handler.EnqueueRequestsFromMapFunc(r.crdChanged), builder.OnlyMetadata).
+		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.crdChanged), builder.OnlyMetadata).
 		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.targetPolicies)).
 		Watches(&apiwardenv1alpha1.APIKeySet{}, handler.EnqueueRequestsFromMapFunc(r.keySetPolicies), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.targetPolicies)).
@@ -176,6 +164,11 @@ func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.ctrl = c
+	r.crds.gate("Gateway API routes and Gateways", crdNames(gatewayAPIKinds), r.startGatewayAPIWatches)
+	r.crds.gate("cert-manager Certificates", []string{certificateCRD}, r.startCertificateWatch)
+	r.crds.gate("ReferenceGrants", []string{referenceGrantCRD}, func() error {
+		return r.ctrl.Watch(source.Kind(r.Cache, client.Object(&gatewayv1.ReferenceGrant{}), handler.EnqueueRequestsFromMapFunc(r.grantPolicies)))
+	})
 	return nil
 }
 
@@ -183,74 +176,7 @@ func (r *APIPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // goes, every policy is reconciled again, and once the Gateway API CRDs
 // exist the route and Gateway watches start.
 func (r *APIPolicyReconciler) crdChanged(ctx context.Context, o client.Object) []reconcile.Request {
-	name := o.GetName()
-	relevant := name == certificateCRD || name == referenceGrantCRD
-	for _, gvk := range append(slices.Clone(gatewayAPIKinds), r.Renderer.Kinds()...) {
-		if crdName(gvk) == name {
-			relevant = true
-		}
-	}
-	if !relevant {
-		return nil
-	}
-	exists := o.GetDeletionTimestamp() == nil
-	var live metav1.PartialObjectMetadata
-	live.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
-	if err := r.Cache.Get(ctx, client.ObjectKey{Name: name}, &live); apierrors.IsNotFound(err) {
-		exists = false
-	}
-	r.mu.Lock()
-	changed := r.crds[name] != exists
-	r.crds[name] = exists
-	startWatches := !r.gatewayAPI
-	for _, gvk := range gatewayAPIKinds {
-		startWatches = startWatches && r.crds[crdName(gvk)]
-	}
-	if startWatches {
-		r.gatewayAPI = true
-	}
-	startCerts := !r.certWatch && r.crds[certificateCRD]
-	if startCerts {
-		r.certWatch = true
-	}
-	startGrants := !r.grantWatch && r.crds[referenceGrantCRD]
-	if startGrants {
-		r.grantWatch = true
-	}
-	r.mu.Unlock()
-	if startGrants {
-		go func() {
-			if err := r.ctrl.Watch(source.Kind(r.Cache, client.Object(&gatewayv1.ReferenceGrant{}), handler.EnqueueRequestsFromMapFunc(r.grantPolicies))); err != nil {
-				logf.FromContext(ctx).Error(err, "Starting the ReferenceGrant watch")
-				r.mu.Lock()
-				r.grantWatch = false
-				r.mu.Unlock()
-			}
-		}()
-	}
-	if startCerts {
-		go func() {
-			if err := r.startCertificateWatch(); err != nil {
-				logf.FromContext(ctx).Error(err, "Starting the Certificate watch")
-				r.mu.Lock()
-				r.certWatch = false
-				r.mu.Unlock()
-			}
-		}()
-	}
-	if startWatches {
-		// Not from this handler: the controller holds its lock while its
-		// first sources sync, and this handler runs during that sync.
-		go func() {
-			if err := r.startGatewayAPIWatches(); err != nil {
-				logf.FromContext(ctx).Error(err, "Starting the Gateway API watches")
-				r.mu.Lock()
-				r.gatewayAPI = false
-				r.mu.Unlock()
-			}
-		}()
-	}
-	if !changed {
+	if !r.crds.relevant(o.GetName(), crdNames(r.Renderer.Kinds())...) || !r.crds.observe(ctx, r.Cache, o) {
 		return nil
 	}
 	// A CRD that went (or came back) took its objects with it: forget
