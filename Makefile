@@ -29,6 +29,15 @@ manifests: ## Generate the CRDs (config/crd/bases) and RBAC (config/rbac/role.ya
 		paths=./api/... paths=./controllers/... paths=./webhooks/... paths=./cmd/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
+KYVERNO_VERSION := v1.19.1
+.PHONY: policyreport-crd
+policyreport-crd: ## Refresh the embedded PolicyReport CRD from the pinned Kyverno module.
+	@dir="$$(cd "$$(mktemp -d)" && $(GO) mod init tmp >/dev/null 2>&1 && \
+		$(GO) mod download -json github.com/kyverno/kyverno@$(KYVERNO_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"; \
+	{ echo "# Copied from github.com/kyverno/kyverno $(KYVERNO_VERSION), config/crds/policyreport/ (Apache-2.0),"; \
+	  echo "# by 'make policyreport-crd'. Do not edit."; \
+	  cat "$$dir/config/crds/policyreport/wgpolicyk8s.io_policyreports.yaml"; } > internal/policyreport/crds/wgpolicyk8s.io_policyreports.yaml
+
 ##@ Checks
 
 .PHONY: fmt

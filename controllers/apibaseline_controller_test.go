@@ -3,16 +3,19 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/policyreport"
 	"github.com/apiwarden/apiwarden/internal/testenv"
 )
 
@@ -58,6 +61,35 @@ func TestCoverageScan(t *testing.T) {
 		}
 	}
 	eventually(t, "the objects made before the baseline counted", counts(2, 0, 1, 1))
+	// The namespace's PolicyReport: bare fails TLS, legacy's TLS is waived.
+	report := func() (*unstructured.Unstructured, policyreport.Report) {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(policyreport.GVK)
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: cns, Name: policyreport.Name}, u); err != nil {
+			return nil, policyreport.Report{}
+		}
+		rep, err := policyreport.FromUnstructured(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u, rep
+	}
+	reported := func(want policyreport.Summary, results ...string) func() bool {
+		return func() bool {
+			_, rep := report()
+			var got []string
+			for _, r := range rep.Results {
+				got = append(got, r.Resources[0].Kind+"/"+r.Resources[0].Name+" "+r.Policy+"/"+r.Rule+"="+r.Result)
+			}
+			return rep.Summary == want && strings.Join(got, ",") == strings.Join(results, ",")
+		}
+	}
+	eventually(t, "the PolicyReport of the objects made before the baseline", reported(policyreport.Summary{Fail: 1, Skip: 1},
+		"Ingress/bare "+cns+"/TLS=fail", "Ingress/legacy "+cns+"/TLS=skip"))
+	if _, rep := report(); rep.Results[0].Properties["codes"] != "TLSMissing" || rep.Results[1].Properties["exemption"] != "legacy" ||
+		rep.Results[0].Source != "apiwarden" || rep.Results[0].Category == "" {
+		t.Errorf("PolicyReport results: %+v", rep.Results)
+	}
 	got := status()
 	if len(got.Status.Violations) != 1 || got.Status.Violations[0].Name != "bare" || got.Status.Violations[0].Code != "TLSMissing" {
 		t.Fatalf("violations: %+v", got.Status.Violations)
@@ -85,10 +117,20 @@ func TestCoverageScan(t *testing.T) {
 
 	// Steady state: resyncs every second write nothing and repeat no Event.
 	rv := status().ResourceVersion
+	u, _ := report()
 	time.Sleep(3 * time.Second)
 	if now := status().ResourceVersion; now != rv {
 		t.Errorf("a resync of an unchanged cluster wrote the status: resourceVersion %s -> %s", rv, now)
 	}
+	if now, _ := report(); now == nil || now.GetResourceVersion() != u.GetResourceVersion() {
+		t.Errorf("a resync of an unchanged cluster wrote the PolicyReport")
+	}
+	// A report deleted by hand is written again.
+	if err := k8s.Delete(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deleted PolicyReport written again", reported(policyreport.Summary{Fail: 1, Skip: 1},
+		"Ingress/bare "+cns+"/TLS=fail", "Ingress/legacy "+cns+"/TLS=skip"))
 	if n := eventsFor("bare"); n != 1 {
 		t.Errorf("Events repeated on resync: %d", n)
 	}
@@ -96,6 +138,8 @@ func TestCoverageScan(t *testing.T) {
 	// The exemption expires: legacy becomes violating, at the expiry.
 	fake.Advance(2 * time.Hour)
 	eventually(t, "the expired exemption counted as a violation", counts(2, 0, 0, 2))
+	eventually(t, "the expired exemption reported as a failure", reported(policyreport.Summary{Fail: 2},
+		"Ingress/bare "+cns+"/TLS=fail", "Ingress/legacy "+cns+"/TLS=fail"))
 
 	// A fix clears the violation.
 	var bare networkingv1.Ingress
@@ -107,6 +151,8 @@ func TestCoverageScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the fixed Ingress protected", counts(2, 1, 0, 1))
+	eventually(t, "the fix reported as a pass", reported(policyreport.Summary{Pass: 1, Fail: 1},
+		"Ingress/legacy "+cns+"/TLS=fail", "Ingress/bare "+cns+"/TLS=pass"))
 	// The same counts on the metrics endpoint.
 	for state, want := range map[string]float64{"protected": 1, "exempt": 0, "violating": 1} {
 		if got := metricValue(t, "apiwarden_exposed_objects", map[string]string{"baseline": cns, "state": state}); got != want {
@@ -126,6 +172,14 @@ func TestCoverageScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the Gateway counted", counts(3, 1, 0, 2))
+	eventually(t, "the Gateway reported", reported(policyreport.Summary{Pass: 1, Fail: 2},
+		"Gateway/edge "+cns+"/TLS=fail", "Ingress/legacy "+cns+"/TLS=fail", "Ingress/bare "+cns+"/TLS=pass"))
+
+	// With no baseline left, the namespace has nothing to report.
+	if err := k8s.Delete(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the PolicyReport removed with the baseline", func() bool { u, _ := report(); return u == nil })
 }
 
 func findCond(cs []metav1.Condition, t string) *metav1.Condition {

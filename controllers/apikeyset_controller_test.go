@@ -102,6 +102,13 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The PolicyReport CRD is not installed in the environment: the
+	// controller installs it.
+	if err := (&controllers.PolicyReportReconciler{Client: mgr.GetClient(), Namespace: envNS, Now: fake.Now, Resync: time.Second,
+		InstallCRD: true}).SetupWithManager(mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = mgr.Start(ctx) }()

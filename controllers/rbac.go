@@ -23,3 +23,8 @@ package controllers
 
 // APIBaseline coverage scan: reads every object the engine evaluates.
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+
+// PolicyReports: one per governed namespace; the CRD is installed when
+// missing (--install-policyreport-crd; create cannot be limited by name).
+// +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=create

@@ -62,6 +62,8 @@ type options struct {
 	gateway                 string
 	kubeAPIQPS              float64
 	kubeAPIBurst            int
+	policyReports           bool
+	installPolicyReportCRD  bool
 	authzService            string
 	zap                     zap.Options
 }
@@ -86,6 +88,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.authzService, "authz-service", "apiwarden-authz", "Name of the Service, in --namespace, in front of the authz servers (gRPC port 9001, HTTP port 9002); rendered gateway policies send ext_authz requests to it.")
 	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 200, "Client-side limit on requests per second to the apiserver (the apiserver's own priority and fairness still applies).")
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 400, "Requests allowed above --kube-api-qps in a burst.")
+	fs.BoolVar(&o.policyReports, "policy-reports", true, "Keep a wgpolicyk8s.io/v1alpha2 PolicyReport named apiwarden in every namespace with governed exposed objects (controllers role), once the PolicyReport CRD exists.")
+	fs.BoolVar(&o.installPolicyReportCRD, "install-policyreport-crd", true, "Install the PolicyReport CRD (as Kyverno ships it) when the cluster does not have it; an existing one is never changed.")
 	fs.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for in-flight requests and reconciles on shutdown.")
 	o.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -205,6 +209,13 @@ func run(ctx context.Context, args []string) error {
 			Registerer: metrics.Registry,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the APIBaseline coverage controller: %w", err)
+		}
+		if o.policyReports {
+			if err := (&controllers.PolicyReportReconciler{
+				Client: mgr.GetClient(), Namespace: o.namespace, InstallCRD: o.installPolicyReportCRD,
+			}).SetupWithManager(mgr); err != nil {
+				return fmt.Errorf("setting up the PolicyReport controller: %w", err)
+			}
 		}
 	}
 	if o.has(roleWebhook) {

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/exposure"
 )
@@ -19,7 +21,9 @@ const MaxViolations = 20
 // Object is one evaluated object.
 type Object struct {
 	Kind, Namespace, Name string
-	Verdict               exposure.Verdict
+	// UID identifies the object for reports that reference it.
+	UID     types.UID
+	Verdict exposure.Verdict
 }
 
 // Summary is what one APIBaseline reports.

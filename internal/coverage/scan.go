@@ -22,6 +22,9 @@ type ScanOptions struct {
 	// GatewayAPI says whether the Gateway API CRDs are installed, so that
 	// Gateways and routes are read too.
 	GatewayAPI bool
+	// Namespace, when set, limits the scan to the objects of one namespace
+	// (APIPolicies only ever cover objects of their own namespace).
+	Namespace string
 }
 
 // Scan reads every object the engine evaluates, with the baselines,
@@ -32,10 +35,22 @@ func Scan(ctx context.Context, r client.Reader, now time.Time, o ScanOptions) ([
 	var baselines apiwardenv1alpha1.APIBaselineList
 	var policies apiwardenv1alpha1.APIPolicyList
 	var namespaces corev1.NamespaceList
-	for _, l := range []client.ObjectList{&baselines, &policies, &namespaces} {
-		if err := r.List(ctx, l); err != nil {
-			return nil, nil, err
+	var in []client.ListOption
+	if o.Namespace != "" {
+		in = append(in, client.InNamespace(o.Namespace))
+		var ns corev1.Namespace
+		if err := r.Get(ctx, client.ObjectKey{Name: o.Namespace}, &ns); err != nil {
+			return nil, nil, client.IgnoreNotFound(err)
 		}
+		namespaces.Items = []corev1.Namespace{ns}
+	} else if err := r.List(ctx, &namespaces); err != nil {
+		return nil, nil, err
+	}
+	if err := r.List(ctx, &baselines); err != nil {
+		return nil, nil, err
+	}
+	if err := r.List(ctx, &policies, in...); err != nil {
+		return nil, nil, err
 	}
 	bs := make([]*apiwardenv1alpha1.APIBaseline, len(baselines.Items))
 	for i := range baselines.Items {
@@ -60,7 +75,7 @@ func Scan(ctx context.Context, r client.Reader, now time.Time, o ScanOptions) ([
 	}
 	var objs []client.Object
 	for _, l := range lists {
-		if err := r.List(ctx, l); err != nil {
+		if err := r.List(ctx, l, in...); err != nil {
 			return nil, nil, err
 		}
 		items, err := meta.ExtractList(l)
@@ -79,7 +94,7 @@ func Scan(ctx context.Context, r client.Reader, now time.Time, o ScanOptions) ([
 		if err != nil {
 			continue // the engine refuses only objects it does not evaluate
 		}
-		out = append(out, Object{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Verdict: v})
+		out = append(out, Object{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID(), Verdict: v})
 		evaluated = append(evaluated, obj)
 	}
 	return out, evaluated, nil
