@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,12 @@ type APIBaselineReconciler struct {
 	Now func() time.Time
 	// Registerer, when set, receives apiwarden_exposed_objects.
 	Registerer prometheus.Registerer
+	// MaxEvents bounds the Events one scan records (default 100): the
+	// first scan of a large cluster with no protection would otherwise
+	// record one per object and code at once, more than the apiserver or
+	// the Event broadcaster's queue should take. The rest are recorded by
+	// the next scans, MaxEvents at a time.
+	MaxEvents int
 
 	gatewayAPI atomic.Bool // Gateway API CRDs present and watched
 	crds       crdSet
@@ -64,6 +71,9 @@ type APIBaselineReconciler struct {
 	reported   map[string]bool // "uid/code" already announced by an Event
 }
 
+// eventPace is how soon a scan that left Events unrecorded runs again.
+const eventPace = 2 * time.Second
+
 // SetupWithManager registers the controller. Route and Gateway watches
 // start when the Gateway API CRDs exist, at start or later.
 func (r *APIBaselineReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -72,6 +82,9 @@ func (r *APIBaselineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.Resync <= 0 {
 		r.Resync = 5 * time.Minute
+	}
+	if r.MaxEvents <= 0 {
+		r.MaxEvents = 100
 	}
 	r.reported = map[string]bool{}
 	r.exposed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -153,7 +166,7 @@ func (r *APIBaselineReconciler) Reconcile(ctx context.Context, req reconcile.Req
 		return reconcile.Result{}, fmt.Errorf("scanning exposed objects: %w", err)
 	}
 	sum := coverage.Summarize(b.Name, objs, now)
-	r.announce(b.Name, objs, raw)
+	moreEvents := r.announce(b.Name, objs, raw)
 
 	next := b.Status.DeepCopy()
 	next.ObservedGeneration = b.Generation
@@ -179,12 +192,19 @@ func (r *APIBaselineReconciler) Reconcile(ctx context.Context, req reconcile.Req
 	next.LastScanTime = b.Status.LastScanTime
 	if !equality.Semantic.DeepEqual(&b.Status, next) {
 		next.LastScanTime = &metav1.Time{Time: now}
+		orig := b.DeepCopy()
 		b.Status = *next
-		if err := r.Client.Status().Update(ctx, &b); err != nil {
+		// A merge patch, not an update: the status is computed whole from
+		// the scan, so the optimistic lock would only turn a stale cache
+		// into a conflict and a retry.
+		if err := r.Client.Status().Patch(ctx, &b, client.MergeFrom(orig)); err != nil {
 			return reconcile.Result{}, fmt.Errorf("writing status: %w", err)
 		}
 	}
 	after := r.Resync
+	if moreEvents {
+		after = eventPace // the next MaxEvents Events
+	}
 	if !sum.NextChange.IsZero() {
 		if d := sum.NextChange.Sub(now); d < after {
 			after = d + time.Second // just past the expiry
@@ -193,13 +213,16 @@ func (r *APIBaselineReconciler) Reconcile(ctx context.Context, req reconcile.Req
 	return reconcile.Result{RequeueAfter: after}, nil
 }
 
-// announce records one Warning Event per object and violation code when it
-// appears, so resyncs do not flood; a violation fixed and broken again is
-// announced again.
-func (r *APIBaselineReconciler) announce(baseline string, objs []coverage.Object, raw []client.Object) {
+// announce records a Warning Event on an object when violations of the
+// baseline appear on it: one Event for all the codes new since the last
+// scan (reason: the first of them), so resyncs do not repeat it; a
+// violation fixed and broken again is announced again. At most MaxEvents
+// Events per scan: it reports whether some were left for the next scan.
+func (r *APIBaselineReconciler) announce(baseline string, objs []coverage.Object, raw []client.Object) (more bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	current := map[string]bool{}
+	budget := r.MaxEvents
 	defer func() {
 		for k := range r.reported {
 			if !current[k] && strings.Contains(k, "/"+baseline+"/") {
@@ -207,18 +230,44 @@ func (r *APIBaselineReconciler) announce(baseline string, objs []coverage.Object
 			}
 		}
 	}()
+	var fresh []string
+	var msgs []string
 	for i, o := range objs {
+		fresh, msgs = fresh[:0], msgs[:0]
+		var reason string
 		for _, v := range o.Verdict.Violations {
 			if v.Baseline != baseline {
 				continue
 			}
 			key := string(raw[i].GetUID()) + "/" + baseline + "/" + string(v.Code)
 			current[key] = true
-			if r.reported[key] {
+			if r.reported[key] || slices.Contains(fresh, key) {
 				continue
 			}
-			r.reported[key] = true
-			r.Recorder.Eventf(raw[i], corev1.EventTypeWarning, string(v.Code), "APIBaseline %s: %s", baseline, v.Message)
+			if reason == "" {
+				reason = string(v.Code)
+			}
+			fresh, msgs = append(fresh, key), append(msgs, v.Message)
 		}
+		if len(fresh) == 0 {
+			continue
+		}
+		if budget == 0 {
+			more = true
+			continue
+		}
+		budget--
+		for _, k := range fresh {
+			r.reported[k] = true
+		}
+		r.Recorder.Eventf(raw[i], corev1.EventTypeWarning, reason, "APIBaseline %s: %s", baseline, clipMessage(strings.Join(msgs, " "), 1024))
 	}
+	return more
+}
+
+func clipMessage(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
 }

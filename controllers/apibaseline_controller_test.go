@@ -11,6 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -130,6 +131,13 @@ func TestCoverageScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the deleted PolicyReport written again", reported(policyreport.Summary{Fail: 1, Skip: 1},
+		"Ingress/bare "+cns+"/TLS=fail", "Ingress/legacy "+cns+"/TLS=skip"))
+	// So is one whose content was changed by hand (its hash annotation left alone).
+	u, _ = report()
+	if err := k8s.Patch(ctx, u, client.RawPatch(types.MergePatchType, []byte(`{"summary":{"fail":0,"pass":7}}`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the edited PolicyReport written again", reported(policyreport.Summary{Fail: 1, Skip: 1},
 		"Ingress/bare "+cns+"/TLS=fail", "Ingress/legacy "+cns+"/TLS=skip"))
 	if n := eventsFor("bare"); n != 1 {
 		t.Errorf("Events repeated on resync: %d", n)

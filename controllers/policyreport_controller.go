@@ -3,12 +3,14 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -45,6 +47,9 @@ import (
 // InstallCRD the controller installs it when it is missing.
 type PolicyReportReconciler struct {
 	Client client.Client
+	// APIReader reads a report whole, uncached, when it must be rewritten
+	// (the cache holds reports' metadata only).
+	APIReader client.Reader
 	// Namespace is apiwarden's own namespace, never governed.
 	Namespace string
 	// Resync is how often every namespace is scanned again even when nothing
@@ -62,6 +67,11 @@ type PolicyReportReconciler struct {
 	crds  crdSet
 	ctrl  controller.Controller
 	cache cache.Cache
+	mu    sync.Mutex
+	// written is, per namespace, the generation of the report as apiwarden
+	// last wrote or verified it; a report with another generation was
+	// changed by someone else and is read whole again.
+	written map[string]int64
 }
 
 // SetupWithManager registers the controller; with InstallCRD, also the
@@ -73,6 +83,10 @@ func (r *PolicyReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Resync <= 0 {
 		r.Resync = 5 * time.Minute
 	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	r.written = map[string]int64{}
 	if r.InstallCRD {
 		if err := mgr.Add(&policyReportCRDInstaller{client: mgr.GetClient()}); err != nil {
 			return err
@@ -101,14 +115,22 @@ func (r *PolicyReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		return nil
 	})
-	// A report changed or deleted by someone else is written again.
+	// A report changed or deleted by someone else is written again. The
+	// cache keeps reports' metadata only: they are the largest objects
+	// apiwarden writes, and the content hash says whether one is current.
 	r.crds.gate("PolicyReports", []string{policyreport.CRDName}, func() error {
-		var report client.Object = reportObject()
+		var report client.Object = reportMetadata()
 		return r.ctrl.Watch(source.Kind(r.cache, report, byNamespace, predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetName() == policyreport.Name
 		})))
 	})
 	return nil
+}
+
+func reportMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(policyreport.GVK)
+	return m
 }
 
 func reportObject() *unstructured.Unstructured {
@@ -163,33 +185,30 @@ func (r *PolicyReportReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	for i := range baselines.Items {
 		bs[i] = &baselines.Items[i]
 	}
-	cur := reportObject()
-	err = r.cache.Get(ctx, types.NamespacedName{Namespace: ns, Name: policyreport.Name}, cur)
+	key := types.NamespacedName{Namespace: ns, Name: policyreport.Name}
+	cur := reportMetadata()
+	err = r.cache.Get(ctx, key, cur)
 	exists := err == nil
 	if err != nil && !apierrors.IsNotFound(err) {
 		return reconcile.Result{}, fmt.Errorf("reading PolicyReport %s/%s: %w", ns, policyreport.Name, err)
 	}
-	var prev *policyreport.Report
-	if exists {
-		if p, err := policyreport.FromUnstructured(cur); err == nil {
-			prev = &p
-		}
-	}
-	rep := policyreport.Build(ns, objs, bs, prev, now, r.MaxResults)
-
-	if len(rep.Results) == 0 {
-		if exists && cur.GetLabels()[policyreport.ManagedByLabel] == policyreport.Source {
+	ours := exists && cur.GetLabels()[policyreport.ManagedByLabel] == policyreport.Source
+	rep := policyreport.Build(ns, objs, bs, nil, now, r.MaxResults)
+	switch {
+	case len(rep.Results) == 0:
+		r.forget(ns)
+		if ours {
 			if err := r.Client.Delete(ctx, cur); client.IgnoreNotFound(err) != nil {
 				return reconcile.Result{}, fmt.Errorf("deleting PolicyReport %s/%s: %w", ns, policyreport.Name, err)
 			}
 		}
-	} else if prev == nil || !policyreport.Equal(rep, *prev) || cur.GetLabels()[policyreport.ManagedByLabel] != policyreport.Source {
-		u, err := rep.Unstructured()
-		if err != nil {
+	case ours && cur.GetAnnotations()[policyreport.HashAnnotation] == rep.Hash() && r.current(ns, cur.GetGeneration()):
+		// Unchanged: no read, no write.
+	default:
+		if err := r.write(ctx, key, exists, &rep, func(prev *policyreport.Report) policyreport.Report {
+			return policyreport.Build(ns, objs, bs, prev, now, r.MaxResults)
+		}); err != nil {
 			return reconcile.Result{}, err
-		}
-		if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
-			return reconcile.Result{}, fmt.Errorf("applying PolicyReport %s/%s: %w", ns, policyreport.Name, err)
 		}
 	}
 	after := r.Resync
@@ -199,6 +218,60 @@ func (r *PolicyReportReconciler) Reconcile(ctx context.Context, req reconcile.Re
 		}
 	}
 	return reconcile.Result{RequeueAfter: after}, nil
+}
+
+// write brings the report at key to what build makes: results that did not
+// change keep their timestamps, read from the report as it is.
+func (r *PolicyReportReconciler) write(ctx context.Context, key types.NamespacedName, exists bool, rep *policyreport.Report,
+	build func(prev *policyreport.Report) policyreport.Report) error {
+	if exists {
+		full := reportObject()
+		err := r.APIReader.Get(ctx, key, full)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("reading PolicyReport %s/%s: %w", key.Namespace, key.Name, err)
+		default:
+			if prev, err := policyreport.FromUnstructured(full); err == nil {
+				*rep = build(&prev)
+				if policyreport.Equal(*rep, prev) && full.GetLabels()[policyreport.ManagedByLabel] == policyreport.Source &&
+					full.GetAnnotations()[policyreport.HashAnnotation] == rep.Hash() {
+					r.remember(key.Namespace, full.GetGeneration())
+					return nil
+				}
+			}
+		}
+	}
+	u, err := rep.Unstructured()
+	if err != nil {
+		return err
+	}
+	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying PolicyReport %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	r.remember(key.Namespace, u.GetGeneration())
+	return nil
+}
+
+func (r *PolicyReportReconciler) remember(ns string, generation int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.written[ns] = generation
+}
+
+func (r *PolicyReportReconciler) forget(ns string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.written, ns)
+}
+
+// current reports whether generation is the one apiwarden last wrote or
+// verified in ns.
+func (r *PolicyReportReconciler) current(ns string, generation int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	g, ok := r.written[ns]
+	return ok && g == generation
 }
 
 // policyReportCRDInstaller installs the PolicyReport CRD at start when the

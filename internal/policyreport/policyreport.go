@@ -2,6 +2,8 @@ package policyreport
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -38,6 +40,9 @@ const (
 	OmittedAnnotation = "apiwarden.io/omitted-results"
 	// ManagedByLabel marks the reports apiwarden writes.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
+	// HashAnnotation holds Hash of the report's content, so that the
+	// controller can tell from metadata alone whether a report is current.
+	HashAnnotation = "apiwarden.io/content-hash"
 )
 
 // GVK is the PolicyReport kind apiwarden writes.
@@ -349,7 +354,7 @@ func (r Report) Unstructured() (*unstructured.Unstructured, error) {
 		"metadata": map[string]any{
 			"name": Name, "namespace": r.Namespace,
 			"labels":      map[string]any{ManagedByLabel: Source},
-			"annotations": map[string]any{OmittedAnnotation: strconv.Itoa(r.Omitted)},
+			"annotations": map[string]any{OmittedAnnotation: strconv.Itoa(r.Omitted), HashAnnotation: r.Hash()},
 		},
 		"summary": r.Summary,
 		"results": r.Results,
@@ -381,6 +386,19 @@ func FromUnstructured(u *unstructured.Unstructured) (Report, error) {
 	}
 	omitted, _ := strconv.Atoi(u.GetAnnotations()[OmittedAnnotation])
 	return Report{Namespace: u.GetNamespace(), Results: body.Results, Summary: body.Summary, Omitted: omitted}, nil
+}
+
+// Hash digests what a report says, timestamps aside: two builds of an
+// unchanged namespace hash the same.
+func (r Report) Hash() string {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	for _, x := range r.Results {
+		x.Timestamp = Timestamp{}
+		_ = enc.Encode(x)
+	}
+	_ = enc.Encode(r.Omitted)
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // Equal reports whether two reports have the same content.

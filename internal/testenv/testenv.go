@@ -294,3 +294,11 @@ func (e *Environment) InstallEnvoyGatewayCRDs() error {
 	_, err = envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{CRDs: crds})
 	return err
 }
+
+// WithServiceIPRange sets the apiserver's Service ClusterIP range (envtest's
+// default /24 holds 254 Services; a benchmark needs more).
+func WithServiceIPRange(cidr string) Option {
+	return func(e *envtest.Environment, _ string) {
+		e.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", cidr)
+	}
+}
