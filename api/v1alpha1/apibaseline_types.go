@@ -19,6 +19,26 @@ const (
 	EnforcementActionAudit EnforcementAction = "Audit"
 )
 
+// AdmissionMode says how the apiserver enforces a baseline at admission.
+// +kubebuilder:validation:Enum=Webhook;CEL;Both
+type AdmissionMode string
+
+const (
+	// AdmissionModeWebhook enforces the baseline through apiwarden's
+	// validating webhook: every rule, exact and immediate, at the cost of a
+	// webhook call per admitted object.
+	AdmissionModeWebhook AdmissionMode = "Webhook"
+	// AdmissionModeCEL enforces the baseline inside the apiserver, through
+	// ValidatingAdmissionPolicies that apiwarden compiles from the baseline
+	// and per-namespace params it keeps current: no webhook hop, and no
+	// fail-open when apiwarden is down. The webhook skips the baseline.
+	AdmissionModeCEL AdmissionMode = "CEL"
+	// AdmissionModeBoth enforces the baseline both ways: the policies as
+	// the first line, the webhook as the second (and for what CEL cannot
+	// decide).
+	AdmissionModeBoth AdmissionMode = "Both"
+)
+
 // Control names one requirement of a baseline, so an exemption can waive some
 // requirements and keep the others.
 // +kubebuilder:validation:Enum=TLS;Authentication;RateLimit;RequestBody;CORS
@@ -176,6 +196,14 @@ type APIBaselineSpec struct {
 	// +optional
 	// +kubebuilder:default=Deny
 	EnforcementAction EnforcementAction `json:"enforcementAction,omitempty"`
+
+	// admission says how the baseline is enforced at admission: Webhook
+	// (apiwarden's validating webhook), CEL (ValidatingAdmissionPolicies
+	// that apiwarden compiles and keeps current; the webhook skips the
+	// baseline) or Both. enforcementAction applies in every mode.
+	// +optional
+	// +kubebuilder:default=Webhook
+	Admission AdmissionMode `json:"admission,omitempty"`
 
 	// namespaceSelector selects the governed namespaces. When omitted every
 	// namespace is governed. kube-system, kube-public, kube-node-lease and

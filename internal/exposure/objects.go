@@ -382,11 +382,18 @@ func speaksHTTP(p corev1.ServicePort) bool {
 	return false
 }
 
+// nonHTTPAppProtocolPrefixes start appProtocol values of protocols that are
+// not HTTP or gRPC.
+var nonHTTPAppProtocolPrefixes = []string{"tcp", "udp", "sctp", "mysql", "postgres", "redis", "mongo", "amqp", "mqtt", "kafka", "dns", "ssh", "smtp", "kubernetes.io/tcp"}
+
+// otherProtocolNamePrefixes start port names that say the port is not HTTP.
+var otherProtocolNamePrefixes = []string{"tcp", "udp", "sql", "mysql", "postgres", "redis", "amqp", "mqtt", "dns", "ssh", "smtp", "metrics"}
+
 // knownNonHTTPAppProtocol reports whether an appProtocol names a protocol
 // that is not HTTP or gRPC.
 func knownNonHTTPAppProtocol(ap string) bool {
 	ap = strings.ToLower(ap)
-	for _, prefix := range []string{"tcp", "udp", "sctp", "mysql", "postgres", "redis", "mongo", "amqp", "mqtt", "kafka", "dns", "ssh", "smtp", "kubernetes.io/tcp"} {
+	for _, prefix := range nonHTTPAppProtocolPrefixes {
 		if strings.HasPrefix(ap, prefix) {
 			return true
 		}
@@ -396,7 +403,7 @@ func knownNonHTTPAppProtocol(ap string) bool {
 
 // namedForOtherProtocol reports whether a port name clearly says it is not HTTP.
 func namedForOtherProtocol(name string) bool {
-	for _, prefix := range []string{"tcp", "udp", "sql", "mysql", "postgres", "redis", "amqp", "mqtt", "dns", "ssh", "smtp", "metrics"} {
+	for _, prefix := range otherProtocolNamePrefixes {
 		if strings.HasPrefix(name, prefix) {
 			return true
 		}

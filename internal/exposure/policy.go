@@ -79,21 +79,8 @@ func targets(p *apiwardenv1alpha1.APIPolicy, key TargetKey, section string) bool
 func resolve(snap Snapshot, sc scope) effective {
 	var eff effective
 	for _, lv := range sc.levels {
-		// The oldest Enforce-mode policy at this level wins; picking it in
-		// one pass keeps admission free of allocations here.
 		var p *apiwardenv1alpha1.APIPolicy
-		for _, c := range snap.PoliciesFor(lv.key) {
-			if !targets(c, lv.key, lv.section) {
-				continue
-			}
-			if c.Spec.Mode == apiwardenv1alpha1.PolicyModeDryRun {
-				eff.dryRun = append(eff.dryRun, c.Name)
-				continue
-			}
-			if p == nil || Older(c, p) {
-				p = c
-			}
-		}
+		p, eff.dryRun = winner(snap, lv, eff.dryRun)
 		if p == nil {
 			continue
 		}
@@ -118,6 +105,27 @@ func resolve(snap Snapshot, sc scope) effective {
 		sort.Strings(eff.dryRun)
 	}
 	return eff
+}
+
+// winner returns the policy that protects one level: the oldest
+// Enforce-mode policy targeting it, picked in one pass so that admission
+// allocates nothing here; the names of DryRun policies there are appended
+// to dryRun. Both the engine and the admission params (Params) use it.
+func winner(snap Snapshot, lv level, dryRun []string) (*apiwardenv1alpha1.APIPolicy, []string) {
+	var p *apiwardenv1alpha1.APIPolicy
+	for _, c := range snap.PoliciesFor(lv.key) {
+		if !targets(c, lv.key, lv.section) {
+			continue
+		}
+		if c.Spec.Mode == apiwardenv1alpha1.PolicyModeDryRun {
+			dryRun = append(dryRun, c.Name)
+			continue
+		}
+		if p == nil || Older(c, p) {
+			p = c
+		}
+	}
+	return p, dryRun
 }
 
 // methods lists the authentication methods an Authentication configures,

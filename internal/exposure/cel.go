@@ -1,0 +1,505 @@
+package exposure
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+)
+
+// This file compiles an APIBaseline into ValidatingAdmissionPolicies: the
+// engine's rules (this package's analysis, resolve and checkAPI), written
+// once more as CEL that the apiserver evaluates against the object under
+// admission and the params of its namespace (Params). It lives beside the
+// engine so that one change updates both, and the differential test
+// (test/admission) runs every case of the engine's table through both and
+// requires the same verdict and message.
+
+// CELKinds are the kinds a CEL-mode baseline compiles a policy for, with
+// their resource and group.
+var CELKinds = []struct{ Kind, Group, Resource string }{
+	{"Ingress", GroupNetworking, "ingresses"},
+	{"Service", GroupCore, "services"},
+	{"Gateway", GroupGateway, "gateways"},
+	{"HTTPRoute", GroupGateway, "httproutes"},
+	{"GRPCRoute", GroupGateway, "grpcroutes"},
+}
+
+// AdmissionPolicyLabel marks the ValidatingAdmissionPolicies and bindings
+// apiwarden compiles, with the baseline's name as value.
+const AdmissionPolicyLabel = "apiwarden.io/baseline"
+
+// AdmissionPolicyName is the name of the policy (and its binding) compiled
+// for baseline and kind; names too long for the API are shortened with a
+// digest.
+func AdmissionPolicyName(baseline, kind string) string {
+	n := "apiwarden-" + baseline + "-" + strings.ToLower(kind)
+	if len(n) <= 253 {
+		return n
+	}
+	sum := sha256.Sum256([]byte(n))
+	return n[:236] + "-" + hex.EncodeToString(sum[:8])
+}
+
+// AdmissionPolicy compiles baseline b's rules for one kind (a CELKinds
+// entry) at time now (exemptions that have expired are left out; the
+// controller compiles again at the next expiry). ownNamespace is never
+// governed. The binding takes its params from the namespace of the object
+// (paramRef without a namespace) and denies when they are missing.
+func AdmissionPolicy(b *apiwardenv1alpha1.APIBaseline, kind string, now time.Time, ownNamespace string) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding, error) {
+	var group, resource string
+	for _, k := range CELKinds {
+		if k.Kind == kind {
+			group, resource = k.Group, k.Resource
+		}
+	}
+	if resource == "" {
+		return nil, nil, fmt.Errorf("exposure: no admission policy for kind %q", kind)
+	}
+	c := &celCompiler{b: b, kind: kind, req: requirements(b)}
+	vars := []admissionregistrationv1.Variable{
+		{Name: "p", Expression: "has(params.data) ? params.data : {}"},
+		{Name: "ns", Expression: "request.namespace"},
+		{Name: "labels", Expression: "has(object.metadata.labels) ? object.metadata.labels : {}"},
+	}
+	for _, ctl := range []apiwardenv1alpha1.Control{apiwardenv1alpha1.ControlTLS, apiwardenv1alpha1.ControlAuthentication,
+		apiwardenv1alpha1.ControlRateLimit, apiwardenv1alpha1.ControlRequestBody, apiwardenv1alpha1.ControlCORS} {
+		vars = append(vars, admissionregistrationv1.Variable{Name: "ex" + string(ctl), Expression: c.exempt(ctl, now)})
+	}
+	vars = append(vars, c.kindVariables()...)
+	vars = append(vars,
+		admissionregistrationv1.Variable{Name: "apiResolved", Expression: resolved("apiScopes")},
+		admissionregistrationv1.Variable{Name: "tlsResolved", Expression: resolved("tlsScopes")})
+	vars = append(vars, admissionregistrationv1.Variable{Name: "violations", Expression: c.violations()})
+	name := AdmissionPolicyName(b.Name, kind)
+	labels := map[string]string{AdmissionPolicyLabel: b.Name, "app.kubernetes.io/managed-by": "apiwarden"}
+	vap := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			ParamKind:     &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"},
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{"*"}, Resources: []string{resource}},
+				}}}},
+			Variables: vars,
+			Validations: []admissionregistrationv1.Validation{{
+				// Updates of an object being deleted remove finalizers; the
+				// webhook admits them too.
+				Expression:        "has(object.metadata.deletionTimestamp) || size(variables.violations) == 0",
+				// The webhook lists one violation per line; the apiserver
+				// refuses a message with line breaks, so a space separates
+				// them here.
+				MessageExpression: "variables.violations.transformList(i, v, i < " + strconv.Itoa(maxListedCEL) + ", v).join(' ') + (size(variables.violations) > " + strconv.Itoa(maxListedCEL) + " ? ' … and ' + string(size(variables.violations) - " + strconv.Itoa(maxListedCEL) + ") + ' more violations; run `apiwarden check` on the manifest to see them all.' : '')",
+				Reason:            ptr.To(metav1.StatusReasonForbidden),
+			}},
+		},
+	}
+	action := b.Spec.EnforcementAction
+	if action == "" {
+		action = apiwardenv1alpha1.EnforcementActionDeny
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName: name,
+			ParamRef: &admissionregistrationv1.ParamRef{Name: ParamsName,
+				ParameterNotFoundAction: ptr.To(admissionregistrationv1.DenyAction)},
+			MatchResources:    &admissionregistrationv1.MatchResources{NamespaceSelector: namespaceSelector(b, ownNamespace)},
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.ValidationAction(action)},
+		},
+	}
+	return vap, binding, nil
+}
+
+// maxListedCEL is the webhook's maxListed: how many violations a denial lists.
+const maxListedCEL = 10
+
+// namespaceSelector is the baseline's selector less the namespaces no
+// baseline governs (governing): the system ones, apiwarden's own and those
+// labelled apiwarden.io/exclude=true.
+func namespaceSelector(b *apiwardenv1alpha1.APIBaseline, ownNamespace string) *metav1.LabelSelector {
+	sel := &metav1.LabelSelector{}
+	if b.Spec.NamespaceSelector != nil {
+		sel = b.Spec.NamespaceSelector.DeepCopy()
+	}
+	never := make([]string, 0, len(systemNamespaces)+1)
+	for ns := range systemNamespaces {
+		never = append(never, ns)
+	}
+	if ownNamespace != "" {
+		never = append(never, ownNamespace)
+	}
+	sort.Strings(never)
+	sel.MatchExpressions = append(sel.MatchExpressions,
+		metav1.LabelSelectorRequirement{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: never},
+		metav1.LabelSelectorRequirement{Key: ExcludeLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"true"}},
+	)
+	return sel
+}
+
+type celCompiler struct {
+	b    *apiwardenv1alpha1.APIBaseline
+	kind string
+	req  requirementSet
+}
+
+// lit is a CEL string literal.
+func lit(s string) string { return strconv.Quote(s) }
+
+// suffix ends every violation's hint, as Evaluate writes it.
+func (c *celCompiler) suffix() string {
+	return lit(fmt.Sprintf(" or ask a platform owner for an exemption in APIBaseline %q.", c.b.Name))
+}
+
+// exempt is a CEL bool: an unexpired exemption of the baseline waives ctl
+// for the object (exemptionFor). Exemptions for other kinds are dropped
+// here, since the policy is for one kind.
+func (c *celCompiler) exempt(ctl apiwardenv1alpha1.Control, now time.Time) string {
+	var terms []string
+	for i := range c.b.Spec.Exemptions {
+		ex := &c.b.Spec.Exemptions[i]
+		if !now.Before(ex.Expires.Time) || (ex.Target.Kind != "" && ex.Target.Kind != c.kind) {
+			continue
+		}
+		if len(ex.Controls) > 0 && !containsControl(ex.Controls, ctl) {
+			continue
+		}
+		t := []string{"variables.ns == " + lit(ex.Target.Namespace)}
+		if ex.Target.Name != "" {
+			t = append(t, "object.metadata.name == "+lit(ex.Target.Name))
+		}
+		if ex.Target.Selector != nil {
+			t = append(t, selectorCEL(ex.Target.Selector))
+		}
+		terms = append(terms, "("+strings.Join(t, " && ")+")")
+	}
+	if len(terms) == 0 {
+		return "false"
+	}
+	return strings.Join(terms, " || ")
+}
+
+// selectorCEL is a CEL bool: the object's labels match sel.
+func selectorCEL(sel *metav1.LabelSelector) string {
+	var t []string
+	keys := make([]string, 0, len(sel.MatchLabels))
+	for k := range sel.MatchLabels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		t = append(t, fmt.Sprintf("(%s in variables.labels && variables.labels[%s] == %s)", lit(k), lit(k), lit(sel.MatchLabels[k])))
+	}
+	for _, r := range sel.MatchExpressions {
+		vals := make([]string, len(r.Values))
+		for i, v := range r.Values {
+			vals[i] = lit(v)
+		}
+		list := "[" + strings.Join(vals, ", ") + "]"
+		switch r.Operator {
+		case metav1.LabelSelectorOpIn:
+			t = append(t, fmt.Sprintf("(%s in variables.labels && variables.labels[%s] in %s)", lit(r.Key), lit(r.Key), list))
+		case metav1.LabelSelectorOpNotIn:
+			t = append(t, fmt.Sprintf("(!(%s in variables.labels) || !(variables.labels[%s] in %s))", lit(r.Key), lit(r.Key), list))
+		case metav1.LabelSelectorOpExists:
+			t = append(t, fmt.Sprintf("(%s in variables.labels)", lit(r.Key)))
+		case metav1.LabelSelectorOpDoesNotExist:
+			t = append(t, fmt.Sprintf("!(%s in variables.labels)", lit(r.Key)))
+		default:
+			// A malformed selector matches nothing, as
+			// LabelSelectorAsSelector's error makes exemptionFor skip it.
+			return "false"
+		}
+	}
+	if len(t) == 0 {
+		return "true"
+	}
+	return strings.Join(t, " && ")
+}
+
+// ref is the CEL for a.ref(): "<Kind> <namespace>/<name>".
+func (c *celCompiler) ref() string {
+	return lit(c.kind+" ") + " + variables.ns + '/' + object.metadata.name"
+}
+
+// selfLevel is the CEL for the object's own level id (no section).
+func (c *celCompiler) selfLevel() string {
+	return lit(c.kind+"_") + " + variables.ns + '_' + object.metadata.name + '_'"
+}
+
+// kindVariables computes, per kind, "exposed", "findings" (the texts of
+// the object's own failures whose control the baseline requires and no
+// exemption waives, in the engine's order), "tlsScopes" and "apiScopes".
+// A scope is a list of four strings: the subject in messages, the targets
+// hint, the first level id and the second ('' when none).
+func (c *celCompiler) kindVariables() []admissionregistrationv1.Variable {
+	v := func(name, expr string) admissionregistrationv1.Variable {
+		return admissionregistrationv1.Variable{Name: name, Expression: expr}
+	}
+	tls := c.req.requires(apiwardenv1alpha1.ControlTLS)
+	auth := c.req.requires(apiwardenv1alpha1.ControlAuthentication)
+	gate := func(required bool, ctl apiwardenv1alpha1.Control, list string) string {
+		if !required {
+			return "[]"
+		}
+		return "(variables.ex" + string(ctl) + " ? [] : " + list + ")"
+	}
+	sfx := c.suffix()
+	switch c.kind {
+	case "Ingress":
+		host := "(has(%[1]s.host) ? %[1]s.host : '')"
+		hr, hr2 := fmt.Sprintf(host, "r"), fmt.Sprintf(host, "r2")
+		covered := "(variables.tlsHosts.exists(t, t == h.lowerAscii()) || (!h.lowerAscii().startsWith('*.') && h.lowerAscii().indexOf('.') > 0 && ('*' + h.lowerAscii().substring(h.lowerAscii().indexOf('.'))) in variables.tlsHosts))"
+		noHost := lit(" exposes a rule without a host, which answers on every host, without TLS: spec.tls has no entry without hosts for it. Set a host on the rule and add it to spec.tls, or add a spec.tls entry without hosts (the controller's default certificate),")
+		ruleFindings := "variables.rules.transformList(i, r, " +
+			"(" + hr + " == '' && !variables.defaultCert && !variables.rules.exists(j, r2, j < i && " + hr2 + " == '')) || " +
+			"(" + hr + " != '' && !(" + strings.ReplaceAll(covered, "h.", hr+".") + ") && !variables.rules.exists(j, r2, j < i && " + hr2 + " == " + hr + ")), " +
+			hr + " == '' ? " + c.ref() + " + " + noHost + " + " + sfx +
+			" : " + c.ref() + " + ' exposes host ' + r.host + ' without TLS: spec.tls has no entry for it. Add a TLS entry,' + " + sfx + ")"
+		defaultBackend := "(has(object.spec.defaultBackend) && !variables.defaultCert ? [" + c.ref() +
+			" + " + lit(" exposes its default backend on every host without TLS: spec.tls has no entry without hosts. Add rules with hosts and matching spec.tls entries, or a spec.tls entry without hosts,") + " + " + sfx + "] : [])"
+		backends := "((has(object.spec.defaultBackend) && has(object.spec.defaultBackend.service) ? [object.spec.defaultBackend.service.name] : []) + " +
+			"variables.rules.map(r, has(r.http) ? r.http.paths.map(x, has(x.backend.service) ? x.backend.service.name : '') : []).flatten()).filter(n, n != '').distinct()"
+		scopes := "size(variables.backends) == 0 ? [[" + c.ref() + ", 'Ingress ' + object.metadata.name, " + c.selfLevel() + ", '']] : " +
+			"variables.backends.map(b, [" + c.ref() + " + (size(variables.backends) > 1 ? ' for backend Service ' + b : ''), " +
+			"'Ingress ' + object.metadata.name + ' or Service ' + b, " + c.selfLevel() + ", 'Service_' + variables.ns + '_' + b + '_'])"
+		return []admissionregistrationv1.Variable{
+			v("exposed", "true"),
+			v("rules", "has(object.spec.rules) ? object.spec.rules : []"),
+			v("tlsEntries", "has(object.spec.tls) ? object.spec.tls : []"),
+			v("defaultCert", "variables.tlsEntries.exists(t, !has(t.hosts) || size(t.hosts) == 0)"),
+			v("tlsHosts", "variables.tlsEntries.map(t, has(t.hosts) ? t.hosts : []).flatten().map(h, h.lowerAscii())"),
+			v("findings", gate(tls, apiwardenv1alpha1.ControlTLS, "("+ruleFindings+" + "+defaultBackend+")")),
+			v("backends", backends),
+			v("apiScopes", scopes),
+			v("tlsScopes", "variables.apiScopes"),
+		}
+	case "Service":
+		name := "(has(pt.name) ? pt.name.lowerAscii() : '')"
+		ap := "(has(pt.appProtocol) ? pt.appProtocol.lowerAscii() : '')"
+		httpAPs := sortedKeys(httpAppProtocols)
+		speaks := "((!has(pt.protocol) || pt.protocol == '' || pt.protocol == 'TCP') && (" +
+			"(" + ap + " != '' && " + ap + " in " + listLit(httpAPs) + ") ? true : " +
+			"(" + ap + " != '' && " + listLit(nonHTTPAppProtocolPrefixes) + ".exists(x, " + ap + ".startsWith(x))) ? false : " +
+			"(['http', 'https', 'grpc', 'h2c'].exists(x, " + name + ".startsWith(x))) ? true : " +
+			"((" + name + " == '' || !" + listLit(otherProtocolNamePrefixes) + ".exists(x, " + name + ".startsWith(x))) ? pt.port in [80, 443, 8080, 8443] : false)))"
+		ann := func(k string) string {
+			return "(has(object.metadata.annotations) && " + lit(k) + " in object.metadata.annotations ? object.metadata.annotations[" + lit(k) + "] : '')"
+		}
+		listed := func(list string, emptyAll bool) string {
+			return "(" + list + ".trim() == '' ? " + strconv.FormatBool(emptyAll) + " : " + list +
+				".split(',').exists(it, it.trim() == '*' || it.trim() == string(pt.port) || (has(pt.name) && pt.name != '' && it.trim() == pt.name)))"
+		}
+		portTLS := "(" + ap + " in ['https', 'grpcs', 'kubernetes.io/wss'] || ['https', 'grpcs'].exists(x, " + name + ".startsWith(x)) || " +
+			"(variables.type == 'LoadBalancer' && (" +
+			"(" + ann(annAWSSSLCert) + " != '' && " + listed(ann(annAWSSSLPorts), true) + ") || " +
+			"(" + ann(annDOCertID) + " != '' && " + listed(ann(annDOTLSPorts), false) + ") || " +
+			"(" + ann(annOCITLSSecret) + " != '' && " + listed(ann(annOCISSLPorts), false) + "))))"
+		portName := "(has(pt.name) && pt.name != '' ? strings.quote(pt.name) + ' (' + string(pt.port) + ')' : string(pt.port))"
+		how := "(variables.type == 'NodePort' ? \"on every node's NodePort\" : (variables.type == 'LoadBalancer' ? 'on its load balancer' : 'on its externalIPs'))"
+		findings := "variables.ports.transformList(i, pt, " + speaks + " && !" + portTLS + ", " + c.ref() + " + ' exposes plain-HTTP port ' + " + portName + " + ' ' + " + how +
+			" + ' without TLS.' + " + lit(" Terminate TLS on the port (appProtocol https, or the load balancer's TLS annotation), or put the API behind a Gateway or Ingress with TLS,") + " + " + sfx + ")"
+		scope := "[[" + c.ref() + ", 'Service ' + object.metadata.name, " + c.selfLevel() + ", '']]"
+		return []admissionregistrationv1.Variable{
+			v("type", "has(object.spec.type) ? object.spec.type : 'ClusterIP'"),
+			v("ports", "has(object.spec.ports) ? object.spec.ports : []"),
+			v("external", "variables.type == 'LoadBalancer' || variables.type == 'NodePort' || (has(object.spec.externalIPs) && size(object.spec.externalIPs) > 0)"),
+			v("exposed", "variables.external && variables.ports.exists(pt, "+speaks+")"),
+			v("findings", "!variables.exposed ? [] : "+gate(tls, apiwardenv1alpha1.ControlTLS, findings)),
+			v("apiScopes", "variables.exposed ? "+scope+" : "+noScopes),
+			v("tlsScopes", "variables.apiScopes"),
+		}
+	case "Gateway":
+		lvl := "(('lvl_Gateway_' + variables.ns + '_' + object.metadata.name + '_' + l.name) in variables.p ? 'Gateway_' + variables.ns + '_' + object.metadata.name + '_' + l.name : 'Gateway_' + variables.ns + '_' + object.metadata.name + '_')"
+		redirected := "(('tls_' + " + lvl + ") in variables.p && variables.p['tls_' + " + lvl + "].split('|')[1] != 'Disabled')"
+		dry := "(('dry_' + " + lvl + ") in variables.p ? variables.p['dry_' + " + lvl + "].split(',').sortBy(n, n) : [])"
+		msg := c.ref() + " + ' has plain-HTTP listener ' + strings.quote(l.name) + ' on port ' + string(l.port) + ' and no APIPolicy redirects it to HTTPS' + " + dryNoteCEL(dry)
+		findings := "object.spec.listeners.transformList(i, l, l.protocol == 'HTTP' && !" + redirected + ", " + msg +
+			" + ' Change the listener to HTTPS, or attach an APIPolicy targeting Gateway ' + object.metadata.name + ' (section ' + l.name + ') with spec.tls.httpRedirect: Enabled,' + " + sfx + ")"
+		return []admissionregistrationv1.Variable{
+			v("exposed", "object.spec.listeners.exists(l, l.protocol in ['HTTPS', 'TLS', 'HTTP'])"),
+			v("findings", "!variables.exposed ? [] : "+gate(tls, apiwardenv1alpha1.ControlTLS, findings)),
+			v("apiScopes", noScopes),
+			v("tlsScopes", "variables.exposed ? [["+c.ref()+", 'Gateway ' + object.metadata.name, "+c.selfLevel()+", '']] : "+noScopes),
+		}
+	default: // HTTPRoute, GRPCRoute
+		gwns := "(has(pr.namespace) && pr.namespace != '' ? pr.namespace : variables.ns)"
+		sec := "(has(pr.sectionName) ? pr.sectionName : '')"
+		gwl := "(('lvl_Gateway_' + " + gwns + " + '_' + pr.name + '_' + " + sec + ") in variables.p ? 'Gateway_' + " + gwns + " + '_' + pr.name + '_' + " + sec + " : 'Gateway_' + " + gwns + " + '_' + pr.name + '_')"
+		scopes := "variables.parents.map(pr, [" + c.ref() + " + (size(variables.parents) > 1 ? ' through Gateway ' + " + gwns + " + '/' + pr.name + (" + sec + " != '' ? ' listener ' + " + sec + " : '') : ''), " +
+			lit(c.kind+" ") + " + object.metadata.name + ' or Gateway ' + pr.name + (" + gwns + " != variables.ns ? ' (in namespace ' + " + gwns + " + ')' : ''), " +
+			c.selfLevel() + ", " + gwl + "])"
+		findings := "[]"
+		if c.kind == "HTTPRoute" {
+			findings = gate(auth, apiwardenv1alpha1.ControlAuthentication,
+				"(has(object.spec.rules) ? object.spec.rules : []).map(r, has(r.matches) ? r.matches.map(m, has(m.queryParams) ? m.queryParams.filter(q, q.name.lowerAscii() in "+listLit(sortedKeys(credentialParams))+").map(q, "+
+					c.ref()+" + ' matches requests on query parameter ' + strings.quote(q.name) + ', which puts credentials in URLs, where logs, browser history and Referer headers keep them.' + "+
+					lit(" Send the key in a header (APIPolicy spec.authentication.apiKey.header) and remove the query match,")+" + "+sfx+") : []).flatten() : []).flatten()")
+		}
+		return []admissionregistrationv1.Variable{
+			v("parents", "(has(object.spec.parentRefs) ? object.spec.parentRefs : []).filter(pr, (!has(pr.group) || pr.group == 'gateway.networking.k8s.io') && (!has(pr.kind) || pr.kind == 'Gateway'))"),
+			v("exposed", "size(variables.parents) > 0"),
+			v("findings", "!variables.exposed ? [] : "+findings),
+			v("apiScopes", scopes),
+			v("tlsScopes", noScopes),
+		}
+	}
+}
+
+// noScopes is an empty list of scopes, typed as one.
+const noScopes = "[['', '', '', '']].filter(x, false)"
+
+// dryNoteCEL is withDryRun's ending in CEL for the DryRun policy names dry
+// (a CEL list): "." when there are none, else the note.
+func dryNoteCEL(dry string) string {
+	return "(size(" + dry + ") == 0 ? '.' : (size(" + dry + ") == 1 ? ' (APIPolicy ' + strings.quote(" + dry + "[0]) + ' is in DryRun mode and does not count).' : ' (APIPolicies ' + " + dry + ".map(n, strings.quote(n)).join(', ') + ' are in DryRun mode and do not count).'))"
+}
+
+func listLit(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = lit(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// violations is the CEL list of every violation text, in Evaluate's order:
+// the object's findings, the TLS version of each TLS scope, then the API
+// protections of each API scope.
+func (c *celCompiler) violations() string {
+	parts := []string{"variables.findings"}
+	if r := c.req.TLS; r != nil {
+		parts = append(parts, "(variables.exTLS ? [] : variables.tlsResolved.map(s, "+c.tlsVersion(r)+").flatten())")
+	}
+	parts = append(parts, "variables.apiResolved.map(s, "+c.checkAPI()+").flatten()")
+	return "!variables.exposed ? [] : " + strings.Join(parts, " + ")
+}
+
+// resolvedFields are the fields a resolved scope names the level of, at
+// s[2] onwards; s[7] is the scope's DryRun note (dryNoteCEL).
+var resolvedFields = []string{"tls", "auth", "rate", "req", "cors"}
+
+// resolved maps the scopes in variable v ([subject, hint, level, level])
+// to [subject, hint, the level setting each of resolvedFields ('' when
+// none), the DryRun note]: resolve, once per scope.
+func resolved(v string) string {
+	items := []string{"s[0]", "s[1]"}
+	for _, f := range resolvedFields {
+		items = append(items, "(("+lit(f+"_")+" + s[2]) in variables.p ? s[2] : ((s[3] != '' && ("+lit(f+"_")+" + s[3]) in variables.p) ? s[3] : ''))")
+	}
+	items = append(items, dryNoteCEL(dryScope))
+	return "variables." + v + ".map(s, [" + strings.Join(items, ", ") + "])"
+}
+
+// eff is the CEL for the level id of resolved scope s that sets field
+// (the first level that does), or ''.
+func eff(field string) string {
+	for i, f := range resolvedFields {
+		if f == field {
+			return "s[" + strconv.Itoa(i+2) + "]"
+		}
+	}
+	return "s[3]" // authpol: the level that sets authentication
+}
+
+func val(field string) string {
+	return "variables.p[" + lit(field+"_") + " + " + eff(field) + "]"
+}
+
+// withDry is withDryRun over resolved scope s, for msg without its final ".".
+func withDry(msgNoDot string) string {
+	return msgNoDot + " + s[7]"
+}
+
+// dryScope is the CEL list of the DryRun policies at scope s's levels, as
+// resolve collects them.
+const dryScope = "[s[2], s[3]].filter(l, l != '' && ('dry_' + l) in variables.p).map(l, variables.p['dry_' + l].split(',')).flatten().sortBy(n, n)"
+
+func (c *celCompiler) tlsVersion(r *apiwardenv1alpha1.TLSRequirement) string {
+	want := r.MinVersion
+	if want == "" {
+		want = apiwardenv1alpha1.TLSVersion12
+	}
+	got := "(" + eff("tls") + " == '' || " + val("tls") + ".split('|')[0] == '' ? '1.2' : " + val("tls") + ".split('|')[0])"
+	rank := "(" + got + " == '1.2' ? 12 : (" + got + " == '1.3' ? 13 : 0))"
+	msg := "s[0] + ' accepts TLS ' + " + got + " + ', below the required minimum TLS " + string(want) + "'"
+	return "(" + rank + " >= " + strconv.Itoa(tlsRank(want)) + " ? [] : [" + withDry(msg) +
+		" + ' Attach an APIPolicy targeting ' + s[1] + ' with spec.tls.minVersion: " + strings.ReplaceAll(lit(string(want)), `"`, `\"`) + ",' + " + c.suffix() + "])"
+}
+
+// checkAPI is checkAPI in CEL, over scope s: a list of violation texts.
+func (c *celCompiler) checkAPI() string {
+	sfx := c.suffix()
+	var parts []string
+	if r := c.req.Authentication; r != nil {
+		allowed := r.Methods
+		if len(allowed) == 0 {
+			allowed = allMethods
+		}
+		names := make([]string, len(allowed))
+		for i, m := range allowed {
+			names[i] = string(m)
+		}
+		got := val("auth") + ".split(',')"
+		gotList := "(size(" + got + ") == 1 ? " + got + "[0] : (size(" + got + ") == 2 ? " + got + "[0] + ' or ' + " + got + "[1] : " + got + "[0] + ', ' + " + got + "[1] + ' or ' + " + got + "[2]))"
+		missing := withDry("s[0] + ' is exposed without authentication: no APIPolicy in Enforce mode targeting ' + s[1] + ' sets spec.authentication'") +
+			" + ' Attach an APIPolicy targeting ' + s[1] + ' with spec.authentication (" + methodList(allowed) + "),' + " + sfx
+		notAllowed := "s[0] + ' authenticates with ' + " + gotList + " + ' only, which the baseline does not accept. Configure one of " + methodList(allowed) +
+			" in APIPolicy ' + strings.quote(variables.p['authpol_' + " + eff("auth") + "]) + ',' + " + sfx
+		parts = append(parts, "(variables.exAuthentication ? [] : ("+eff("auth")+" == '' || "+val("auth")+" == '' ? ["+missing+"] : (!"+got+".exists(m, m in "+listLit(names)+") ? ["+notAllowed+"] : [])))")
+	}
+	if r := c.req.RateLimit; r != nil {
+		missing := withDry("s[0] + ' is exposed without a rate limit: no APIPolicy in Enforce mode targeting ' + s[1] + ' sets spec.rateLimit'") +
+			" + ' Attach an APIPolicy targeting ' + s[1] + ' with spec.rateLimit.limits,' + " + sfx
+		above := "[]"
+		if r.Ceiling != nil {
+			ceiling := strconv.FormatFloat(r.Ceiling.PerSecond(), 'g', -1, 64)
+			over := val("rate") + ".split(';').filter(l, double(l.split(':')[3]) > double('" + ceiling + "')).map(l, s[0] + ' allows ' + l.split(':')[0] + ' requests per ' + l.split(':')[1] + ' by ' + l.split(':')[2] + " +
+				lit(fmt.Sprintf(", above the ceiling of %d per %s.", r.Ceiling.Requests, strings.ToLower(string(r.Ceiling.Unit)))) + " + ' Lower the limit in the covering APIPolicy,' + " + sfx + ")"
+			above = "(size(" + over + ") > 0 ? [" + over + "[0]] : [])"
+		}
+		parts = append(parts, "(variables.exRateLimit ? [] : ("+eff("rate")+" == '' ? ["+missing+"] : "+above+"))")
+	}
+	if r := c.req.RequestBody; r != nil {
+		max := strconv.FormatInt(r.MaxBytes, 10)
+		missing := withDry("s[0] + ' has no request body limit: no APIPolicy in Enforce mode targeting ' + s[1] + ' sets spec.request.maxBodyBytes'") +
+			" + ' Set spec.request.maxBodyBytes to at most " + max + " in an APIPolicy targeting ' + s[1] + ',' + " + sfx
+		tooLarge := "s[0] + ' accepts request bodies of ' + " + val("req") + " + ' bytes, above the maximum of " + max + ". Lower spec.request.maxBodyBytes in the covering APIPolicy,' + " + sfx
+		parts = append(parts, "(variables.exRequestBody ? [] : ("+eff("req")+" == '' || "+val("req")+" == '' ? ["+missing+"] : (int("+val("req")+") > "+max+" ? ["+tooLarge+"] : [])))")
+	}
+	if r := c.req.CORS; r != nil {
+		o := val("cors") + ".split('\\n')"
+		wildOK := strconv.FormatBool(r.WildcardOrigins == apiwardenv1alpha1.FeatureEnabled)
+		cond := "((" + o + "[0] == '1' && x.contains('*')) || (x == '*' && !" + wildOK + "))"
+		text := "(" + o + "[0] == '1' && x.contains('*')) ? s[0] + ' allows credentials in cross-origin requests from a wildcard origin (' + strings.quote(x) + ').' + ' List the trusted origins in spec.cors.allowOrigins of the covering APIPolicy, or drop allowCredentials,' + " + sfx +
+			" : s[0] + ' allows cross-origin requests from any origin (\"*\").' + ' List the trusted origins in spec.cors.allowOrigins of the covering APIPolicy,' + " + sfx
+		found := o + ".transformList(i, x, i > 0 && " + cond + ", " + text + ")"
+		parts = append(parts, "(variables.exCORS || "+eff("cors")+" == '' ? [] : (size("+found+") > 0 ? ["+found+"[0]] : []))")
+	}
+	if len(parts) == 0 {
+		return "[]"
+	}
+	return strings.Join(parts, " + ")
+}
