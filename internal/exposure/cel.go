@@ -97,7 +97,7 @@ func AdmissionPolicy(b *apiwardenv1alpha1.APIBaseline, kind string, now time.Tim
 			Validations: []admissionregistrationv1.Validation{{
 				// Updates of an object being deleted remove finalizers; the
 				// webhook admits them too.
-				Expression:        "has(object.metadata.deletionTimestamp) || size(variables.violations) == 0",
+				Expression: "has(object.metadata.deletionTimestamp) || size(variables.violations) == 0",
 				// The webhook lists one violation per line; the apiserver
 				// refuses a message with line breaks, so a space separates
 				// them here.
@@ -244,7 +244,7 @@ func (c *celCompiler) selfLevel() string {
 // the object's own failures whose control the baseline requires and no
 // exemption waives, in the engine's order), "tlsScopes" and "apiScopes".
 // A scope is a list of four strings: the subject in messages, the targets
-// hint, the first level id and the second ('' when none).
+// hint, the first level id and the second (” when none).
 func (c *celCompiler) kindVariables() []admissionregistrationv1.Variable {
 	v := func(name, expr string) admissionregistrationv1.Variable {
 		return admissionregistrationv1.Variable{Name: name, Expression: expr}
@@ -402,7 +402,7 @@ func (c *celCompiler) violations() string {
 var resolvedFields = []string{"tls", "auth", "rate", "req", "cors"}
 
 // resolved maps the scopes in variable v ([subject, hint, level, level])
-// to [subject, hint, the level setting each of resolvedFields ('' when
+// to [subject, hint, the level setting each of resolvedFields (” when
 // none), the DryRun note]: resolve, once per scope.
 func resolved(v string) string {
 	items := []string{"s[0]", "s[1]"}
@@ -414,7 +414,7 @@ func resolved(v string) string {
 }
 
 // eff is the CEL for the level id of resolved scope s that sets field
-// (the first level that does), or ''.
+// (the first level that does), or ”.
 func eff(field string) string {
 	for i, f := range resolvedFields {
 		if f == field {

@@ -227,4 +227,3 @@ func denial(err error) string {
 	}
 	return s[i+len(marker):]
 }
-
