@@ -28,3 +28,8 @@ package controllers
 // missing (--install-policyreport-crd; create cannot be limited by name).
 // +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=create
+
+// CEL admission: compiled ValidatingAdmissionPolicies and bindings, and the
+// params ConfigMap (apiwarden-coverage) of each governed namespace.
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingadmissionpolicies;validatingadmissionpolicybindings,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;patch;delete

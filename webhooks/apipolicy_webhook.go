@@ -90,7 +90,7 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 			verb, self.Namespace, self.Name, maxAffected))
 	}
 	now := g.opts.now()
-	eopts := exposure.Options{OwnNamespace: g.opts.OwnNamespace}
+	eopts := exposure.Options{OwnNamespace: g.opts.OwnNamespace, Webhook: true}
 
 	var denyLines, warnLines []string
 	var evalErr error

@@ -79,7 +79,7 @@ func (v *exposureValidator) handleObject(ctx context.Context, req admission.Requ
 	var verdict exposure.Verdict
 	var evalErr error
 	err := v.store.View(ctx, []string{obj.GetNamespace()}, func(snap exposure.Snapshot) {
-		verdict, evalErr = exposure.Evaluate(obj, snap, v.opts.now(), exposure.Options{OwnNamespace: v.opts.OwnNamespace})
+		verdict, evalErr = exposure.Evaluate(obj, snap, v.opts.now(), exposure.Options{OwnNamespace: v.opts.OwnNamespace, Webhook: true})
 	})
 	if err == nil {
 		err = evalErr

@@ -14,9 +14,12 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	_ "k8s.io/client-go/plugin/pkg/client/auth" // Cloud auth plugins for out-of-cluster kubeconfigs.
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -181,6 +184,8 @@ func run(ctx context.Context, args []string) error {
 	// informer caches: apiwarden never reads them, and they are often the
 	// largest part of an object.
 	mgrOpts.Cache.DefaultTransform = cachetrim.Transform()
+	// The only ConfigMaps apiwarden reads are the admission params it writes.
+	mgrOpts.Cache.ByObject = map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Label: controllers.ParamsCacheSelector}}
 	if o.has(roleWebhook) {
 		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir})
 	}
@@ -209,6 +214,12 @@ func run(ctx context.Context, args []string) error {
 			Registerer: metrics.Registry,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the APIBaseline coverage controller: %w", err)
+		}
+		if err := (&controllers.AdmissionPolicyReconciler{Client: mgr.GetClient(), Namespace: o.namespace}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the admission policy compiler: %w", err)
+		}
+		if err := (&controllers.AdmissionParamsReconciler{Client: mgr.GetClient(), Namespace: o.namespace}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the admission params controller: %w", err)
 		}
 		if o.policyReports {
 			if err := (&controllers.PolicyReportReconciler{

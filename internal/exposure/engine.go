@@ -160,6 +160,12 @@ func (r requirementSet) requires(c apiwardenv1alpha1.Control) bool {
 	return false
 }
 
+// Governing returns the baselines in snap that govern namespace ns, sorted
+// by name (with opts.Webhook, without those in CEL admission mode).
+func Governing(snap Snapshot, ns string, opts Options) []*apiwardenv1alpha1.APIBaseline {
+	return governing(snap, ns, opts)
+}
+
 // governing returns the baselines whose namespaceSelector selects namespace,
 // sorted by name for a stable order.
 func governing(snap Snapshot, namespace string, opts Options) []*apiwardenv1alpha1.APIBaseline {
@@ -175,6 +181,9 @@ func governing(snap Snapshot, namespace string, opts Options) []*apiwardenv1alph
 		return nil
 	}
 	for _, b := range snap.Baselines() {
+		if opts.Webhook && b.Spec.Admission == apiwardenv1alpha1.AdmissionModeCEL {
+			continue
+		}
 		if b.Spec.NamespaceSelector == nil {
 			out = append(out, b)
 			continue

@@ -646,3 +646,27 @@ func TestIntroduced(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookSkipsCELBaselines: the webhook leaves CEL-mode baselines to
+// the compiled policies, and still enforces Both and Webhook ones.
+func TestWebhookSkipsCELBaselines(t *testing.T) {
+	obj := decode(t, route)[0]
+	for mode, want := range map[apiwardenv1alpha1.AdmissionMode]int{
+		apiwardenv1alpha1.AdmissionModeCEL: 0, apiwardenv1alpha1.AdmissionModeBoth: 2, apiwardenv1alpha1.AdmissionModeWebhook: 2, "": 2,
+	} {
+		b := decode(t, denyBaseline)[0].(*apiwardenv1alpha1.APIBaseline)
+		b.Spec.Admission = mode
+		snap := NewMemorySnapshot([]*apiwardenv1alpha1.APIBaseline{b}, nil, nil)
+		v, err := Evaluate(obj, snap, now, Options{Webhook: true, UnknownNamespacesGoverned: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Violations) != want {
+			t.Errorf("admission %q: %d violations through the webhook, want %d", mode, len(v.Violations), want)
+		}
+		// The scan and the CLI see every baseline.
+		if v, _ := Evaluate(obj, snap, now, Options{UnknownNamespacesGoverned: true}); len(v.Violations) != 2 {
+			t.Errorf("admission %q: %d violations outside the webhook, want 2", mode, len(v.Violations))
+		}
+	}
+}

@@ -236,6 +236,10 @@ type Options struct {
 	// not know, whether a baseline with a namespaceSelector governs it. The
 	// CLI sets it, so that manifests are checked strictly offline.
 	UnknownNamespacesGoverned bool
+	// Webhook says the caller is the admission webhook, which leaves
+	// baselines in CEL admission mode to the ValidatingAdmissionPolicies
+	// compiled from them.
+	Webhook bool
 }
 
 // systemNamespaces are never governed, whatever a baseline's selector says.

@@ -1,0 +1,291 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/exposure"
+	"github.com/apiwarden/apiwarden/internal/render"
+)
+
+// specHashAnnotation holds a digest of what apiwarden last wrote into an
+// object it compiles, so that an unchanged object is not written again
+// (the apiserver's defaulting makes a field-by-field comparison useless).
+const specHashAnnotation = "apiwarden.io/spec-hash"
+
+// managedByLabel marks the objects apiwarden writes for CEL admission.
+const managedByLabel = "app.kubernetes.io/managed-by"
+
+// ParamsCacheSelector selects the ConfigMaps apiwarden's cache holds: only
+// the admission params it writes (cmd/manager configures the cache with it,
+// so that the manager does not cache every ConfigMap of the cluster).
+var ParamsCacheSelector = labels.SelectorFromSet(labels.Set{managedByLabel: "apiwarden"})
+
+// AdmissionPolicyReconciler compiles every APIBaseline in CEL or Both
+// admission mode into one ValidatingAdmissionPolicy and binding per
+// evaluated kind (exposure.AdmissionPolicy), owned by the baseline, and
+// removes them when the baseline returns to Webhook mode. It compiles again
+// at the next exemption expiry, since CEL has no clock.
+type AdmissionPolicyReconciler struct {
+	Client client.Client
+	// Namespace is apiwarden's own namespace, never governed.
+	Namespace string
+	// Now is the clock (tests move it).
+	Now func() time.Time
+}
+
+// SetupWithManager registers the controller.
+func (r *AdmissionPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&apiwardenv1alpha1.APIBaseline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&admissionregistrationv1.ValidatingAdmissionPolicy{}).
+		Owns(&admissionregistrationv1.ValidatingAdmissionPolicyBinding{}).
+		Named("admissionpolicy").
+		Complete(r)
+}
+
+func celMode(b *apiwardenv1alpha1.APIBaseline) bool {
+	return b.Spec.Admission == apiwardenv1alpha1.AdmissionModeCEL || b.Spec.Admission == apiwardenv1alpha1.AdmissionModeBoth
+}
+
+// Reconcile brings one baseline's compiled policies up to date.
+func (r *AdmissionPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var b apiwardenv1alpha1.APIBaseline
+	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
+		// Deleted: the policies go with it (owner references).
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !celMode(&b) || !b.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, r.removeCompiled(ctx, b.Name)
+	}
+	now := r.Now()
+	owner := metav1.OwnerReference{APIVersion: apiwardenv1alpha1.GroupVersion.String(), Kind: "APIBaseline", Name: b.Name, UID: b.UID,
+		Controller: ptrTo(true), BlockOwnerDeletion: ptrTo(true)}
+	for _, k := range exposure.CELKinds {
+		vap, binding, err := exposure.AdmissionPolicy(&b, k.Kind, now, r.Namespace)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		for _, o := range []client.Object{vap, binding} {
+			o.SetOwnerReferences([]metav1.OwnerReference{owner})
+			if err := r.apply(ctx, o); err != nil {
+				return reconcile.Result{}, err
+			}
+		}
+	}
+	// Compile again just past the next exemption expiry.
+	var next time.Time
+	for _, ex := range b.Spec.Exemptions {
+		if e := ex.Expires.Time; e.After(now) && (next.IsZero() || e.Before(next)) {
+			next = e
+		}
+	}
+	if !next.IsZero() {
+		return reconcile.Result{RequeueAfter: next.Sub(now) + time.Second}, nil
+	}
+	return reconcile.Result{}, nil
+}
+
+// apply writes o with server-side apply unless the object there already
+// carries the digest of the same content.
+func (r *AdmissionPolicyReconciler) apply(ctx context.Context, o client.Object) error {
+	sum, err := digest(o)
+	if err != nil {
+		return err
+	}
+	var cur client.Object
+	switch o.(type) {
+	case *admissionregistrationv1.ValidatingAdmissionPolicy:
+		cur = &admissionregistrationv1.ValidatingAdmissionPolicy{}
+	default:
+		cur = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
+	}
+	err = r.Client.Get(ctx, client.ObjectKeyFromObject(o), cur)
+	if err == nil && cur.GetAnnotations()[specHashAnnotation] == sum {
+		return nil
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	o.SetAnnotations(map[string]string{specHashAnnotation: sum})
+	if err := r.Client.Patch(ctx, o, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying %s %s: %w", o.GetObjectKind().GroupVersionKind().Kind, o.GetName(), err)
+	}
+	return nil
+}
+
+// digest is a short hash of an object's labels, owners and spec.
+func digest(o client.Object) (string, error) {
+	var spec any
+	switch x := o.(type) {
+	case *admissionregistrationv1.ValidatingAdmissionPolicy:
+		spec = x.Spec
+	case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+		spec = x.Spec
+	}
+	data, err := json.Marshal([]any{o.GetLabels(), o.GetOwnerReferences(), spec})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:12]), nil
+}
+
+// removeCompiled deletes the policies and bindings compiled for baseline.
+func (r *AdmissionPolicyReconciler) removeCompiled(ctx context.Context, baseline string) error {
+	sel := client.MatchingLabels{exposure.AdmissionPolicyLabel: baseline}
+	var bindings admissionregistrationv1.ValidatingAdmissionPolicyBindingList
+	if err := r.Client.List(ctx, &bindings, sel); err != nil {
+		return err
+	}
+	for i := range bindings.Items {
+		if err := r.Client.Delete(ctx, &bindings.Items[i]); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	var policies admissionregistrationv1.ValidatingAdmissionPolicyList
+	if err := r.Client.List(ctx, &policies, sel); err != nil {
+		return err
+	}
+	for i := range policies.Items {
+		if err := r.Client.Delete(ctx, &policies.Items[i]); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// AdmissionParamsReconciler keeps the admission params ConfigMap
+// (exposure.ParamsName) in every namespace a CEL or Both baseline governs,
+// computed by exposure.Params from every APIPolicy, and removes it from
+// namespaces no such baseline governs. The request is a namespace. A
+// ConfigMap is written only when its content changes.
+type AdmissionParamsReconciler struct {
+	Client client.Client
+	// Namespace is apiwarden's own namespace, never governed.
+	Namespace string
+}
+
+// SetupWithManager registers the controller.
+func (r *AdmissionParamsReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	all := handler.EnqueueRequestsFromMapFunc(r.allNamespaces)
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&corev1.Namespace{}, builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Watches(&apiwardenv1alpha1.APIPolicy{}, handler.EnqueueRequestsFromMapFunc(r.policyChanged), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&apiwardenv1alpha1.APIBaseline{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			if o.GetName() != exposure.ParamsName {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: o.GetNamespace()}}}
+		})).
+		Named("admissionparams").
+		Complete(r)
+}
+
+func (r *AdmissionParamsReconciler) allNamespaces(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list corev1.NamespaceList
+	if err := r.Client.List(ctx, &list); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing namespaces")
+		return nil
+	}
+	out := make([]reconcile.Request, len(list.Items))
+	for i := range list.Items {
+		out[i] = reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}}
+	}
+	return out
+}
+
+// policyChanged enqueues the policy's namespace; a policy on a Gateway
+// protects routes of any namespace, so it enqueues every namespace.
+func (r *AdmissionParamsReconciler) policyChanged(ctx context.Context, o client.Object) []reconcile.Request {
+	if p, ok := o.(*apiwardenv1alpha1.APIPolicy); ok {
+		for _, ref := range p.Spec.TargetRefs {
+			if ref.Kind == "Gateway" {
+				return r.allNamespaces(ctx, o)
+			}
+		}
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: o.GetNamespace()}}}
+}
+
+// Reconcile writes, or removes, one namespace's params.
+func (r *AdmissionParamsReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	ns := req.Name
+	var namespace corev1.Namespace
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: ns}, &namespace); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	var baselines apiwardenv1alpha1.APIBaselineList
+	if err := r.Client.List(ctx, &baselines); err != nil {
+		return reconcile.Result{}, err
+	}
+	var cel []*apiwardenv1alpha1.APIBaseline
+	for i := range baselines.Items {
+		if celMode(&baselines.Items[i]) {
+			cel = append(cel, &baselines.Items[i])
+		}
+	}
+	nsLabels := map[string]map[string]string{ns: namespace.Labels}
+	governed := len(cel) > 0 && namespace.DeletionTimestamp.IsZero() &&
+		len(exposure.Governing(exposure.NewMemorySnapshot(cel, nil, nsLabels), ns, exposure.Options{OwnNamespace: r.Namespace})) > 0
+	cur := &corev1.ConfigMap{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: exposure.ParamsName}, cur)
+	exists := err == nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		return reconcile.Result{}, err
+	}
+	if !governed {
+		if exists && cur.Labels[managedByLabel] == "apiwarden" {
+			return reconcile.Result{}, client.IgnoreNotFound(r.Client.Delete(ctx, cur))
+		}
+		return reconcile.Result{}, nil
+	}
+	var policies apiwardenv1alpha1.APIPolicyList
+	if err := r.Client.List(ctx, &policies); err != nil {
+		return reconcile.Result{}, err
+	}
+	ps := make([]*apiwardenv1alpha1.APIPolicy, len(policies.Items))
+	for i := range policies.Items {
+		ps[i] = &policies.Items[i]
+	}
+	data := exposure.Params(exposure.NewMemorySnapshot(cel, ps, nsLabels), ps, ns)
+	// Semantic equality: a nil and an empty map are the same params.
+	if exists && cur.Labels[managedByLabel] == "apiwarden" && equality.Semantic.DeepEqual(cur.Data, data) {
+		return reconcile.Result{}, nil
+	}
+	cm := &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: exposure.ParamsName, Labels: map[string]string{managedByLabel: "apiwarden"}},
+		Data:       data,
+	}
+	if err := r.Client.Patch(ctx, cm, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
+		return reconcile.Result{}, fmt.Errorf("applying admission params %s/%s: %w", ns, exposure.ParamsName, err)
+	}
+	return reconcile.Result{}, nil
+}

@@ -1,0 +1,123 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/exposure"
+	"github.com/apiwarden/apiwarden/internal/testenv"
+)
+
+// TestCELAdmission: a baseline in CEL mode is compiled into policies the
+// apiserver enforces with no webhook (none runs in this environment): an
+// uncovered Ingress is denied with the engine's message; a policy that
+// covers it reaches the namespace's params, and the same Ingress is then
+// admitted; back in Webhook mode, the compiled policies and the params go.
+func TestCELAdmission(t *testing.T) {
+	ctx := context.Background()
+	runs++
+	ns := fmt.Sprintf("cel-%d", runs)
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"cel-test": ns}}}); err != nil {
+		t.Fatal(err)
+	}
+	b := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: ns}, Spec: apiwardenv1alpha1.APIBaselineSpec{
+		Admission:         apiwardenv1alpha1.AdmissionModeCEL,
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"cel-test": ns}},
+	}}
+	if err := k8s.Create(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the compiled policies and bindings", func() bool {
+		var vaps admissionregistrationv1.ValidatingAdmissionPolicyList
+		var bindings admissionregistrationv1.ValidatingAdmissionPolicyBindingList
+		_ = k8s.List(ctx, &vaps, client.MatchingLabels{exposure.AdmissionPolicyLabel: ns})
+		_ = k8s.List(ctx, &bindings, client.MatchingLabels{exposure.AdmissionPolicyLabel: ns})
+		return len(vaps.Items) == len(exposure.CELKinds) && len(bindings.Items) == len(exposure.CELKinds)
+	})
+	params := func() map[string]string {
+		var cm corev1.ConfigMap
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: exposure.ParamsName}, &cm); err != nil {
+			return nil
+		}
+		if cm.Data == nil {
+			return map[string]string{}
+		}
+		return cm.Data
+	}
+	eventually(t, "the namespace's params", func() bool { return params() != nil })
+
+	in := testenv.Ingress(ns, "shop", true)
+	var denied string
+	eventually(t, "the apiserver denying the uncovered Ingress", func() bool {
+		err := k8s.Create(ctx, in.DeepCopy(), client.DryRunAll)
+		denied = ""
+		if err != nil {
+			denied = err.Error()
+		}
+		return apierrors.IsForbidden(err) && strings.Contains(denied, "ValidatingAdmissionPolicy")
+	})
+	want := fmt.Sprintf("Ingress %s/shop is exposed without authentication: no APIPolicy in Enforce mode targeting Ingress shop or Service web sets spec.authentication.", ns)
+	if !strings.Contains(denied, want) || !strings.Contains(denied, "without a rate limit") {
+		t.Errorf("denial %q does not say %q", denied, want)
+	}
+
+	p := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop"}, Spec: apiwardenv1alpha1.APIPolicySpec{
+		TargetRefs:     []apiwardenv1alpha1.PolicyTargetReference{{Group: "networking.k8s.io", Kind: "Ingress", Name: "shop"}},
+		Authentication: &apiwardenv1alpha1.Authentication{APIKey: &apiwardenv1alpha1.APIKeyAuthentication{KeySetRefs: []apiwardenv1alpha1.LocalObjectReference{{Name: "keys"}}}},
+		RateLimit:      &apiwardenv1alpha1.RateLimit{Limits: []apiwardenv1alpha1.RateLimitRule{{By: apiwardenv1alpha1.RateLimitKeyClientIP, Requests: 10, Unit: apiwardenv1alpha1.RateLimitUnitSecond}}},
+	}}
+	if err := k8s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the policy in the params", func() bool {
+		return params()["auth_Ingress_"+ns+"_shop_"] == "APIKey" && params()["gen_shop"] == "1"
+	})
+	eventually(t, "the covered Ingress admitted", func() bool { return k8s.Create(ctx, in.DeepCopy(), client.DryRunAll) == nil })
+
+	// A resync writes nothing: the params keep their resourceVersion.
+	var cm corev1.ConfigMap
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: exposure.ParamsName}, &cm); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
+		t.Fatal(err)
+	}
+	b.Spec.EnforcementAction = apiwardenv1alpha1.EnforcementActionWarn
+	if err := k8s.Update(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the bindings warning instead of denying", func() bool {
+		var binding admissionregistrationv1.ValidatingAdmissionPolicyBinding
+		err := k8s.Get(ctx, client.ObjectKey{Name: exposure.AdmissionPolicyName(ns, "Ingress")}, &binding)
+		return err == nil && len(binding.Spec.ValidationActions) == 1 && binding.Spec.ValidationActions[0] == admissionregistrationv1.Warn
+	})
+	time.Sleep(time.Second)
+	var again corev1.ConfigMap
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(&cm), &again); err != nil || again.ResourceVersion != cm.ResourceVersion {
+		t.Errorf("the params were written again with nothing changed (%v)", err)
+	}
+
+	// Back to the webhook: the compiled policies and the params go.
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
+		t.Fatal(err)
+	}
+	b.Spec.Admission = apiwardenv1alpha1.AdmissionModeWebhook
+	if err := k8s.Update(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the compiled policies removed", func() bool {
+		var vaps admissionregistrationv1.ValidatingAdmissionPolicyList
+		_ = k8s.List(ctx, &vaps, client.MatchingLabels{exposure.AdmissionPolicyLabel: ns})
+		return len(vaps.Items) == 0 && params() == nil
+	})
+}
