@@ -12,6 +12,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/exposure"
@@ -28,6 +31,11 @@ func TestCELAdmission(t *testing.T) {
 	runs++
 	ns := fmt.Sprintf("cel-%d", runs)
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"cel-test": ns}}}); err != nil {
+		t.Fatal(err)
+	}
+	route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}, Spec: gatewayv1.HTTPRouteSpec{
+		CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "edge"}}}}}
+	if err := k8s.Create(ctx, route); err != nil {
 		t.Fatal(err)
 	}
 	b := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: ns}, Spec: apiwardenv1alpha1.APIBaselineSpec{
@@ -83,6 +91,25 @@ func TestCELAdmission(t *testing.T) {
 		return params()["auth_Ingress_"+ns+"_shop_"] == "APIKey" && params()["gen_shop"] == "1"
 	})
 	eventually(t, "the covered Ingress admitted", func() bool { return k8s.Create(ctx, in.DeepCopy(), client.DryRunAll) == nil })
+
+	// A policy reports Enforced=True only once the params include its
+	// generation: "Enforced" means that what it protects can be created.
+	if k8s.List(ctx, &egv1a1.SecurityPolicyList{}) != nil {
+		if err := env.InstallEnvoyGatewayCRDs(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rp := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}, Spec: apiwardenv1alpha1.APIPolicySpec{
+		TargetRefs:     []apiwardenv1alpha1.PolicyTargetReference{{Group: gatewayv1.GroupName, Kind: "HTTPRoute", Name: "api"}},
+		Authentication: p.Spec.Authentication, RateLimit: p.Spec.RateLimit,
+	}}
+	if err := k8s.Create(ctx, rp); err != nil {
+		t.Fatal(err)
+	}
+	c := waitCondIn(t, ns, "api", apiwardenv1alpha1.ConditionEnforced, metav1.ConditionTrue, apiwardenv1alpha1.ReasonEnforced)
+	if got := params()["gen_api"]; got != "1" {
+		t.Errorf("the policy reported Enforced (%s) before the params had it (gen_api = %q)", c.Message, got)
+	}
 
 	// A resync writes nothing: the params keep their resourceVersion.
 	var cm corev1.ConfigMap

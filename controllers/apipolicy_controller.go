@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -389,6 +390,11 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	pruned, pruneErr := r.prune(ctx, &p, applied, applyErr == nil)
 	st.plans(plans, applied)
+	pending, err := r.admissionParamsPending(ctx, &p)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	st.paramsPending = pending
 	// What the status listed and is neither applied now nor pruned stays
 	// listed, so a later reconcile still prunes it.
 	st.keep(p.Status.Targets, func(ro apiwardenv1alpha1.RenderedObject) bool {
@@ -412,9 +418,52 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if pruneErr != nil {
 		return reconcile.Result{}, pruneErr
 	}
+	if pending != "" {
+		return reconcile.Result{RequeueAfter: paramsPoll}, nil
+	}
 	// Come back within reapplyAfter, so rendered objects someone edited or
 	// deleted are restored even when nothing else changes.
 	return reconcile.Result{RequeueAfter: reapplyAfter}, nil
+}
+
+// paramsPoll is how soon a policy waiting for CEL admission params is
+// reconciled again.
+const paramsPoll = 500 * time.Millisecond
+
+// admissionParamsPending says why CEL admission does not know p yet ("" when
+// it does, or when no CEL-mode baseline governs p's namespace): "policy
+// Enforced" must mean that routes it protects can now be created.
+func (r *APIPolicyReconciler) admissionParamsPending(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) (string, error) {
+	var baselines apiwardenv1alpha1.APIBaselineList
+	if err := r.Client.List(ctx, &baselines); err != nil {
+		return "", err
+	}
+	var cel []*apiwardenv1alpha1.APIBaseline
+	for i := range baselines.Items {
+		if celMode(&baselines.Items[i]) {
+			cel = append(cel, &baselines.Items[i])
+		}
+	}
+	if len(cel) == 0 || p.Spec.Mode == apiwardenv1alpha1.PolicyModeDryRun {
+		return "", nil
+	}
+	var ns corev1.Namespace
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: p.Namespace}, &ns); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	snap := exposure.NewMemorySnapshot(cel, nil, map[string]map[string]string{ns.Name: ns.Labels})
+	if len(exposure.Governing(snap, ns.Name, exposure.Options{OwnNamespace: r.Authz.Namespace})) == 0 {
+		return "", nil
+	}
+	var cm corev1.ConfigMap
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: exposure.ParamsName}, &cm)
+	if client.IgnoreNotFound(err) != nil {
+		return "", err
+	}
+	if cm.Data["gen_"+p.Name] == strconv.FormatInt(p.Generation, 10) {
+		return "", nil
+	}
+	return fmt.Sprintf("the CEL admission params of namespace %s (ConfigMap %s) do not include generation %d of the policy yet", p.Namespace, exposure.ParamsName, p.Generation), nil
 }
 
 func renderedRef(o client.Object) apiwardenv1alpha1.RenderedObject {

@@ -28,10 +28,12 @@ func gwRef(kind, name string) apiwardenv1alpha1.PolicyTargetReference {
 	return apiwardenv1alpha1.PolicyTargetReference{Group: gatewayv1.GroupName, Kind: kind, Name: name}
 }
 
-func policyCond(t *testing.T, name, typ string) *metav1.Condition {
+func policyCond(t *testing.T, name, typ string) *metav1.Condition { return policyCondIn(t, ns, name, typ) }
+
+func policyCondIn(t *testing.T, namespace, name, typ string) *metav1.Condition {
 	t.Helper()
 	var p apiwardenv1alpha1.APIPolicy
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &p); err != nil {
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, &p); err != nil {
 		return nil
 	}
 	if p.Status.ObservedGeneration != p.Generation {
@@ -42,10 +44,15 @@ func policyCond(t *testing.T, name, typ string) *metav1.Condition {
 
 func waitCond(t *testing.T, name, typ string, status metav1.ConditionStatus, reason string) *metav1.Condition {
 	t.Helper()
+	return waitCondIn(t, ns, name, typ, status, reason)
+}
+
+func waitCondIn(t *testing.T, namespace, name, typ string, status metav1.ConditionStatus, reason string) *metav1.Condition {
+	t.Helper()
 	var got *metav1.Condition
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		got = policyCond(t, name, typ)
+		got = policyCondIn(t, namespace, name, typ)
 		if got != nil && got.Status == status && got.Reason == reason {
 			return got
 		}

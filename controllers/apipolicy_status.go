@@ -44,6 +44,9 @@ type statusBuilder struct {
 	missing  []string
 	certs    []apiwardenv1alpha1.CertificateStatus
 	certCond *metav1.Condition
+	// paramsPending, when set, says why CEL admission does not know this
+	// generation of the policy yet: Enforced stays False until it does.
+	paramsPending string
 }
 
 // certificates records the client certificates' status and condition.
@@ -225,6 +228,9 @@ func (b *statusBuilder) policyConditions() (acc, enf metav1.Condition) {
 		enf = cond(apiwardenv1alpha1.ConditionEnforced, false, firstBad.enforced.Reason, targetName(firstBad.ref)+": "+firstBad.enforced.Message)
 	default:
 		enf = cond(apiwardenv1alpha1.ConditionEnforced, false, apiwardenv1alpha1.ReasonTargetNotFound, "the policy has no target")
+	}
+	if b.paramsPending != "" && enf.Status == metav1.ConditionTrue {
+		enf = cond(apiwardenv1alpha1.ConditionEnforced, false, apiwardenv1alpha1.ReasonAdmissionParamsPending, b.paramsPending)
 	}
 	return acc, enf
 }

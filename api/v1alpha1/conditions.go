@@ -42,6 +42,10 @@ const (
 	ReasonDryRun = "DryRun"
 	// ReasonPartiallyEnforced: some fields are not supported by the gateway.
 	ReasonPartiallyEnforced = "PartiallyEnforced"
+	// ReasonAdmissionParamsPending: a CEL-mode baseline governs the
+	// namespace, and its admission params do not include this generation
+	// of the policy yet, so routes it protects would still be denied.
+	ReasonAdmissionParamsPending = "AdmissionParamsPending"
 	// ReasonReconciled: the object is fully reconciled.
 	ReasonReconciled = "Reconciled"
 	// ReasonReconcileError: reconciling failed; the message says why.

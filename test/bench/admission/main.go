@@ -5,13 +5,16 @@
 //  1. over HTTPS on loopback with keep-alive, reviews per second and p50/p99
 //     latency at several client concurrencies;
 //  2. through a real kube-apiserver (envtest): the wall time of creating N
-//     Ingresses with no webhook, with the floor, and with apiwarden, one
+//     Ingresses with no webhook, with the floor, with apiwarden's webhook,
+//     and with apiwarden in CEL mode (the ValidatingAdmissionPolicy compiled
+//     from a CEL-mode baseline and its namespace's params, no webhook), one
 //     client and eight.
 //
 // apiwarden's handler reads a real informer cache holding the APIPolicies, as
 // in the manager. All traffic stays on 127.0.0.1; every loop is bounded.
 //
 //	go run ./test/bench/admission -policies 1000 -creates 1000 -requests 20000
+//	go run ./test/bench/admission -skip-https   # the apiserver table only
 package main
 
 import (
@@ -53,6 +56,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/exposure"
 	"github.com/apiwarden/apiwarden/internal/testenv"
 	"github.com/apiwarden/apiwarden/webhooks"
 )
@@ -79,6 +83,7 @@ func run() error {
 	flag.IntVar(&cfg.hosts, "hosts", 20, "Hosts per Ingress.")
 	flag.DurationVar(&cfg.duration, "max-duration", 20*time.Second, "Upper bound on each HTTPS measurement.")
 	cpuProfile := flag.String("cpuprofile", "", "Write a CPU profile of the whole run to this file.")
+	skipHTTPS := flag.Bool("skip-https", false, "Measure only through the apiserver.")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -148,8 +153,10 @@ func run() error {
 
 	fmt.Printf("# apiwarden admission benchmark\n\n%d APIPolicies in the cache, Ingresses with %d hosts, GOMAXPROCS=%d\n\n",
 		cfg.policies, cfg.hosts, goruntime.GOMAXPROCS(0))
-	if err := benchHTTPS(cfg, caPEM, floorURL, awURL); err != nil {
-		return err
+	if !*skipHTTPS {
+		if err := benchHTTPS(cfg, caPEM, floorURL, awURL); err != nil {
+			return err
+		}
 	}
 	return benchAPIServer(ctx, cfg, env.Config, k8s, caPEM, floorURL, awURL, floorCalls, apiwardenCalls)
 }
@@ -177,7 +184,7 @@ func startCache(ctx context.Context, cfg *rest.Config) (client.Client, client.Re
 // seed creates the governed namespace, a Deny baseline and one APIPolicy per
 // Ingress name, and waits until the admission store holds them all.
 func seed(ctx context.Context, k8s client.Client, store *webhooks.Store, cfg config) error {
-	for _, ns := range []string{"bench", "bench-none", "bench-floor"} {
+	for _, ns := range []string{"bench", "bench-none", "bench-floor", "bench-cel"} {
 		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return err
 		}
@@ -191,11 +198,15 @@ func seed(ctx context.Context, k8s client.Client, store *webhooks.Store, cfg con
 	}); err != nil {
 		return err
 	}
-	for i := range cfg.policies {
+	for i := range 2 * cfg.policies {
+		ns := "bench"
+		if i >= cfg.policies {
+			ns = "bench-cel"
+		}
 		p := &apiwardenv1alpha1.APIPolicy{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ing-%d", i), Namespace: "bench"},
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ing-%d", i%cfg.policies), Namespace: ns},
 			Spec: apiwardenv1alpha1.APIPolicySpec{
-				TargetRefs:     []apiwardenv1alpha1.PolicyTargetReference{{Group: "networking.k8s.io", Kind: "Ingress", Name: fmt.Sprintf("ing-%d", i)}},
+				TargetRefs:     []apiwardenv1alpha1.PolicyTargetReference{{Group: "networking.k8s.io", Kind: "Ingress", Name: fmt.Sprintf("ing-%d", i%cfg.policies)}},
 				Authentication: &apiwardenv1alpha1.Authentication{APIKey: &apiwardenv1alpha1.APIKeyAuthentication{KeySetRefs: []apiwardenv1alpha1.LocalObjectReference{{Name: "keys"}}}},
 				RateLimit:      &apiwardenv1alpha1.RateLimit{Limits: []apiwardenv1alpha1.RateLimitRule{{By: apiwardenv1alpha1.RateLimitKeyClientIP, Requests: 50, Unit: apiwardenv1alpha1.RateLimitUnitSecond}}},
 			},
@@ -213,7 +224,71 @@ func seed(ctx context.Context, k8s client.Client, store *webhooks.Store, cfg con
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return seedCEL(ctx, k8s, cfg.policies)
+}
+
+// seedCEL installs what the manager keeps for a CEL-mode baseline over
+// namespace bench-cel: its compiled policy and binding for Ingresses, and
+// the namespace's params, computed from its policies as the admission
+// params controller computes them.
+func seedCEL(ctx context.Context, k8s client.Client, policies int) error {
+	b := &apiwardenv1alpha1.APIBaseline{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-cel"},
+		Spec: apiwardenv1alpha1.APIBaselineSpec{
+			Admission:         apiwardenv1alpha1.AdmissionModeCEL,
+			EnforcementAction: apiwardenv1alpha1.EnforcementActionDeny,
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "bench-cel"}},
+		},
+	}
+	if err := k8s.Create(ctx, b); err != nil {
+		return err
+	}
+	// The client reads a cache: wait until it holds every policy.
+	var list apiwardenv1alpha1.APIPolicyList
+	for deadline := time.Now().Add(time.Minute); ; {
+		if err := k8s.List(ctx, &list, client.InNamespace("bench-cel")); err != nil {
+			return err
+		}
+		if len(list.Items) == policies {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the cache holds %d of the %d policies of bench-cel", len(list.Items), policies)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ps := make([]*apiwardenv1alpha1.APIPolicy, len(list.Items))
+	for i := range list.Items {
+		ps[i] = &list.Items[i]
+	}
+	snap := exposure.NewMemorySnapshot([]*apiwardenv1alpha1.APIBaseline{b}, ps, nil)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "bench-cel", Name: exposure.ParamsName}, Data: exposure.Params(snap, ps, "bench-cel")}
+	vap, binding, err := exposure.AdmissionPolicy(b, "Ingress", time.Now(), "apiwarden-system")
+	if err != nil {
+		return err
+	}
+	for _, o := range []client.Object{cm, vap, binding} {
+		if err := k8s.Create(ctx, o); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// waitCEL waits until the apiserver enforces the compiled policy in
+// bench-cel: an Ingress no policy covers is denied.
+func waitCEL(ctx context.Context, cs kubernetes.Interface) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := cs.NetworkingV1().Ingresses("bench-cel").Create(ctx, ingress("bench-cel", "uncovered", 1), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the apiserver did not enforce the compiled policy within 30s (last answer: %v)", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func ingress(ns, name string, hosts int) *networkingv1.Ingress {
@@ -344,16 +419,20 @@ func benchAPIServer(ctx context.Context, cfg config, restCfg *rest.Config, k8s c
 		name, ns, url string
 		calls         *atomic.Int64
 	}
-	modes := []mode{{"no webhook", "bench-none", "", nil}, {"floor webhook", "bench-floor", floorURL, floorCalls}, {"apiwarden webhook", "bench", awURL, awCalls}}
+	modes := []mode{{"no webhook", "bench-none", "", nil}, {"floor webhook", "bench-floor", floorURL, floorCalls}, {"apiwarden webhook", "bench", awURL, awCalls},
+		{"apiwarden CEL", "bench-cel", "", nil}}
+	if err := waitCEL(ctx, cs); err != nil {
+		return err
+	}
 
 	fmt.Printf("## %d Ingress creates through kube-apiserver (envtest), median of three runs per mode\n\n", cfg.creates)
-	fmt.Println("| clients | no webhook | floor webhook | apiwarden webhook | floor / none | apiwarden / none | apiwarden / floor |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| clients | no admission | floor webhook | apiwarden webhook | apiwarden CEL | floor / none | webhook / none | CEL / none | CEL / webhook |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, clients := range []int{1, 8} {
 		// Each mode runs three times, in the order A B C C B A A B C, and
 		// reports its median run, so neither warm-up nor drift favours one.
 		runs := map[string][]time.Duration{}
-		order := append(slices.Clone(modes), modes[2], modes[1], modes[0], modes[0], modes[1], modes[2])
+		order := append(slices.Clone(modes), modes[3], modes[2], modes[1], modes[0], modes[0], modes[1], modes[2], modes[3])
 		for _, m := range order {
 			if err := installWebhook(ctx, k8s, cs, m.ns, m.url, caPEM, m.calls); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
@@ -374,9 +453,9 @@ func benchAPIServer(ctx context.Context, cfg config, restCfg *rest.Config, k8s c
 			slices.Sort(ds)
 			return ds[len(ds)/2]
 		}
-		none, fl, aw := median(runs["no webhook"]), median(runs["floor webhook"]), median(runs["apiwarden webhook"])
-		fmt.Printf("| %d | %.2f s | %.2f s | %.2f s | %.2f× | %.2f× | %.2f× |\n", clients, none.Seconds(), fl.Seconds(), aw.Seconds(),
-			fl.Seconds()/none.Seconds(), aw.Seconds()/none.Seconds(), aw.Seconds()/fl.Seconds())
+		none, fl, aw, cel := median(runs["no webhook"]), median(runs["floor webhook"]), median(runs["apiwarden webhook"]), median(runs["apiwarden CEL"])
+		fmt.Printf("| %d | %.2f s | %.2f s | %.2f s | %.2f s | %.2f× | %.2f× | %.2f× | %.2f× |\n", clients, none.Seconds(), fl.Seconds(), aw.Seconds(), cel.Seconds(),
+			fl.Seconds()/none.Seconds(), aw.Seconds()/none.Seconds(), cel.Seconds()/none.Seconds(), cel.Seconds()/aw.Seconds())
 	}
 	fmt.Println()
 	return nil
