@@ -28,7 +28,9 @@ func gwRef(kind, name string) apiwardenv1alpha1.PolicyTargetReference {
 	return apiwardenv1alpha1.PolicyTargetReference{Group: gatewayv1.GroupName, Kind: kind, Name: name}
 }
 
-func policyCond(t *testing.T, name, typ string) *metav1.Condition { return policyCondIn(t, ns, name, typ) }
+func policyCond(t *testing.T, name, typ string) *metav1.Condition {
+	return policyCondIn(t, ns, name, typ)
+}
 
 func policyCondIn(t *testing.T, namespace, name, typ string) *metav1.Condition {
 	t.Helper()
