@@ -88,7 +88,7 @@ func TestCELAdmission(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the policy in the params", func() bool {
-		return params()["auth_Ingress_"+ns+"_shop_"] == "APIKey" && params()["gen_shop"] == "1"
+		return strings.Split(params()["L_Ingress_"+ns+"_shop_"], exposure.ParamsSeparator)[1] == "+APIKey" && exposure.ParamsGeneration(params(), "shop") == "1"
 	})
 	eventually(t, "the covered Ingress admitted", func() bool { return k8s.Create(ctx, in.DeepCopy(), client.DryRunAll) == nil })
 
@@ -107,8 +107,8 @@ func TestCELAdmission(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := waitCondIn(t, ns, "api", apiwardenv1alpha1.ConditionEnforced, metav1.ConditionTrue, apiwardenv1alpha1.ReasonEnforced)
-	if got := params()["gen_api"]; got != "1" {
-		t.Errorf("the policy reported Enforced (%s) before the params had it (gen_api = %q)", c.Message, got)
+	if got := exposure.ParamsGeneration(params(), "api"); got != "1" {
+		t.Errorf("the policy reported Enforced (%s) before the params had it (generation %q)", c.Message, got)
 	}
 
 	// A resync writes nothing: the params keep their resourceVersion.

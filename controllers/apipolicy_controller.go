@@ -460,7 +460,7 @@ func (r *APIPolicyReconciler) admissionParamsPending(ctx context.Context, p *api
 	if client.IgnoreNotFound(err) != nil {
 		return "", err
 	}
-	if cm.Data["gen_"+p.Name] == strconv.FormatInt(p.Generation, 10) {
+	if exposure.ParamsGeneration(cm.Data, p.Name) == strconv.FormatInt(p.Generation, 10) {
 		return "", nil
 	}
 	return fmt.Sprintf("the CEL admission params of namespace %s (ConfigMap %s) do not include generation %d of the policy yet", p.Namespace, exposure.ParamsName, p.Generation), nil

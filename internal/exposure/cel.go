@@ -260,15 +260,15 @@ func (c *celCompiler) kindVariables() []admissionregistrationv1.Variable {
 	sfx := c.suffix()
 	switch c.kind {
 	case "Ingress":
-		host := "(has(%[1]s.host) ? %[1]s.host : '')"
-		hr, hr2 := fmt.Sprintf(host, "r"), fmt.Sprintf(host, "r2")
-		covered := "(variables.tlsHosts.exists(t, t == h.lowerAscii()) || (!h.lowerAscii().startsWith('*.') && h.lowerAscii().indexOf('.') > 0 && ('*' + h.lowerAscii().substring(h.lowerAscii().indexOf('.'))) in variables.tlsHosts))"
 		noHost := lit(" exposes a rule without a host, which answers on every host, without TLS: spec.tls has no entry without hosts for it. Set a host on the rule and add it to spec.tls, or add a spec.tls entry without hosts (the controller's default certificate),")
-		ruleFindings := "variables.rules.transformList(i, r, " +
-			"(" + hr + " == '' && !variables.defaultCert && !variables.rules.exists(j, r2, j < i && " + hr2 + " == '')) || " +
-			"(" + hr + " != '' && !(" + strings.ReplaceAll(covered, "h.", hr+".") + ") && !variables.rules.exists(j, r2, j < i && " + hr2 + " == " + hr + ")), " +
-			hr + " == '' ? " + c.ref() + " + " + noHost + " + " + sfx +
-			" : " + c.ref() + " + ' exposes host ' + r.host + ' without TLS: spec.tls has no entry for it. Add a TLS entry,' + " + sfx + ")"
+		// Cheap tests first: most hosts are covered, so the duplicate
+		// search (indexOf) runs only for the uncovered ones.
+		lh := "variables.lhosts[i]"
+		covered := "(" + lh + " in variables.tlsHosts || (!" + lh + ".startsWith('*.') && " + lh + ".indexOf('.') > 0 && ('*' + " + lh + ".substring(" + lh + ".indexOf('.'))) in variables.tlsHosts))"
+		ruleFindings := "variables.hosts.transformList(i, h, " +
+			"h == '' ? (!variables.defaultCert && variables.hosts.indexOf('') == i) : (!" + covered + " && variables.hosts.indexOf(h) == i), " +
+			"h == '' ? " + c.ref() + " + " + noHost + " + " + sfx +
+			" : " + c.ref() + " + ' exposes host ' + h + ' without TLS: spec.tls has no entry for it. Add a TLS entry,' + " + sfx + ")"
 		defaultBackend := "(has(object.spec.defaultBackend) && !variables.defaultCert ? [" + c.ref() +
 			" + " + lit(" exposes its default backend on every host without TLS: spec.tls has no entry without hosts. Add rules with hosts and matching spec.tls entries, or a spec.tls entry without hosts,") + " + " + sfx + "] : [])"
 		backends := "((has(object.spec.defaultBackend) && has(object.spec.defaultBackend.service) ? [object.spec.defaultBackend.service.name] : []) + " +
@@ -282,6 +282,8 @@ func (c *celCompiler) kindVariables() []admissionregistrationv1.Variable {
 			v("tlsEntries", "has(object.spec.tls) ? object.spec.tls : []"),
 			v("defaultCert", "variables.tlsEntries.exists(t, !has(t.hosts) || size(t.hosts) == 0)"),
 			v("tlsHosts", "variables.tlsEntries.map(t, has(t.hosts) ? t.hosts : []).flatten().map(h, h.lowerAscii())"),
+			v("hosts", "variables.rules.map(r, has(r.host) ? r.host : '')"),
+			v("lhosts", "variables.hosts.map(h, h.lowerAscii())"),
 			v("findings", gate(tls, apiwardenv1alpha1.ControlTLS, "("+ruleFindings+" + "+defaultBackend+")")),
 			v("backends", backends),
 			v("apiScopes", scopes),
@@ -323,9 +325,10 @@ func (c *celCompiler) kindVariables() []admissionregistrationv1.Variable {
 			v("tlsScopes", "variables.apiScopes"),
 		}
 	case "Gateway":
-		lvl := "(('lvl_Gateway_' + variables.ns + '_' + object.metadata.name + '_' + l.name) in variables.p ? 'Gateway_' + variables.ns + '_' + object.metadata.name + '_' + l.name : 'Gateway_' + variables.ns + '_' + object.metadata.name + '_')"
-		redirected := "(('tls_' + " + lvl + ") in variables.p && variables.p['tls_' + " + lvl + "].split('|')[1] != 'Disabled')"
-		dry := "(('dry_' + " + lvl + ") in variables.p ? variables.p['dry_' + " + lvl + "].split(',').sortBy(n, n) : [])"
+		lvl := "(('L_Gateway_' + variables.ns + '_' + object.metadata.name + '_' + l.name) in variables.p ? 'Gateway_' + variables.ns + '_' + object.metadata.name + '_' + l.name : 'Gateway_' + variables.ns + '_' + object.metadata.name + '_')"
+		tlsField, dryField := field(lvl, 0), field(lvl, 6)
+		redirected := "(" + tlsField + " != '' && " + tlsField + ".substring(1).split('|')[1] != 'Disabled')"
+		dry := "(" + dryField + " == '' ? [] : " + dryField + ".substring(1).split(',').sortBy(n, n))"
 		msg := c.ref() + " + ' has plain-HTTP listener ' + strings.quote(l.name) + ' on port ' + string(l.port) + ' and no APIPolicy redirects it to HTTPS' + " + dryNoteCEL(dry)
 		findings := "object.spec.listeners.transformList(i, l, l.protocol == 'HTTP' && !" + redirected + ", " + msg +
 			" + ' Change the listener to HTTPS, or attach an APIPolicy targeting Gateway ' + object.metadata.name + ' (section ' + l.name + ') with spec.tls.httpRedirect: Enabled,' + " + sfx + ")"
@@ -338,7 +341,7 @@ func (c *celCompiler) kindVariables() []admissionregistrationv1.Variable {
 	default: // HTTPRoute, GRPCRoute
 		gwns := "(has(pr.namespace) && pr.namespace != '' ? pr.namespace : variables.ns)"
 		sec := "(has(pr.sectionName) ? pr.sectionName : '')"
-		gwl := "(('lvl_Gateway_' + " + gwns + " + '_' + pr.name + '_' + " + sec + ") in variables.p ? 'Gateway_' + " + gwns + " + '_' + pr.name + '_' + " + sec + " : 'Gateway_' + " + gwns + " + '_' + pr.name + '_')"
+		gwl := "(('L_Gateway_' + " + gwns + " + '_' + pr.name + '_' + " + sec + ") in variables.p ? 'Gateway_' + " + gwns + " + '_' + pr.name + '_' + " + sec + " : 'Gateway_' + " + gwns + " + '_' + pr.name + '_')"
 		scopes := "variables.parents.map(pr, [" + c.ref() + " + (size(variables.parents) > 1 ? ' through Gateway ' + " + gwns + " + '/' + pr.name + (" + sec + " != '' ? ' listener ' + " + sec + " : '') : ''), " +
 			lit(c.kind+" ") + " + object.metadata.name + ' or Gateway ' + pr.name + (" + gwns + " != variables.ns ? ' (in namespace ' + " + gwns + " + ')' : ''), " +
 			c.selfLevel() + ", " + gwl + "])"
@@ -397,52 +400,56 @@ func (c *celCompiler) violations() string {
 	return "!variables.exposed ? [] : " + strings.Join(parts, " + ")
 }
 
-// resolvedFields are the fields a resolved scope names the level of, at
-// s[2] onwards; s[7] is the scope's DryRun note (dryNoteCEL).
-var resolvedFields = []string{"tls", "auth", "rate", "req", "cors"}
+// sepCEL is ParamsSeparator as a CEL string literal.
+const sepCEL = "'\\u001f'"
+
+// field is the CEL for field i of the params of level id l (a CEL string):
+// '' when the level or the field is absent, else "+" and the value.
+func field(l string, i int) string {
+	return "(('L_' + " + l + ") in variables.p ? variables.p['L_' + " + l + "].split(" + sepCEL + ")[" + strconv.Itoa(i) + "] : '')"
+}
 
 // resolved maps the scopes in variable v ([subject, hint, level, level])
-// to [subject, hint, the level setting each of resolvedFields (” when
-// none), the DryRun note]: resolve, once per scope.
+// to what resolve computes for each: [subject, hint, then, from the first
+// level that sets it, TLS, authentication methods, the policy that sets
+// them, rate limits, maxBodyBytes and CORS (each '' or "+value", as in the
+// params), and the DryRun note]. It is computed once per scope.
 func resolved(v string) string {
 	items := []string{"s[0]", "s[1]"}
-	for _, f := range resolvedFields {
-		items = append(items, "(("+lit(f+"_")+" + s[2]) in variables.p ? s[2] : ((s[3] != '' && ("+lit(f+"_")+" + s[3]) in variables.p) ? s[3] : ''))")
+	for i := 0; i < 6; i++ {
+		first, second := field("s[2]", i), field("s[3]", i)
+		items = append(items, "("+first+" != '' ? "+first+" : (s[3] != '' ? "+second+" : ''))")
 	}
 	items = append(items, dryNoteCEL(dryScope))
 	return "variables." + v + ".map(s, [" + strings.Join(items, ", ") + "])"
 }
 
-// eff is the CEL for the level id of resolved scope s that sets field
-// (the first level that does), or ”.
-func eff(field string) string {
-	for i, f := range resolvedFields {
-		if f == field {
-			return "s[" + strconv.Itoa(i+2) + "]"
-		}
-	}
-	return "s[3]" // authpol: the level that sets authentication
-}
-
-func val(field string) string {
-	return "variables.p[" + lit(field+"_") + " + " + eff(field) + "]"
-}
+// Fields of a resolved scope s.
+const (
+	rTLS     = "s[2]"
+	rAuth    = "s[3]"
+	rAuthPol = "s[4]"
+	rRate    = "s[5]"
+	rReq     = "s[6]"
+	rCORS    = "s[7]"
+	rDryNote = "s[8]"
+)
 
 // withDry is withDryRun over resolved scope s, for msg without its final ".".
 func withDry(msgNoDot string) string {
-	return msgNoDot + " + s[7]"
+	return msgNoDot + " + " + rDryNote
 }
 
 // dryScope is the CEL list of the DryRun policies at scope s's levels, as
 // resolve collects them.
-const dryScope = "[s[2], s[3]].filter(l, l != '' && ('dry_' + l) in variables.p).map(l, variables.p['dry_' + l].split(',')).flatten().sortBy(n, n)"
+var dryScope = "[s[2], s[3]].filter(l, l != '').map(l, " + field("l", 6) + ").filter(d, d != '').map(d, d.substring(1).split(',')).flatten().sortBy(n, n)"
 
 func (c *celCompiler) tlsVersion(r *apiwardenv1alpha1.TLSRequirement) string {
 	want := r.MinVersion
 	if want == "" {
 		want = apiwardenv1alpha1.TLSVersion12
 	}
-	got := "(" + eff("tls") + " == '' || " + val("tls") + ".split('|')[0] == '' ? '1.2' : " + val("tls") + ".split('|')[0])"
+	got := "(" + rTLS + " == '' || " + rTLS + ".substring(1).split('|')[0] == '' ? '1.2' : " + rTLS + ".substring(1).split('|')[0])"
 	rank := "(" + got + " == '1.2' ? 12 : (" + got + " == '1.3' ? 13 : 0))"
 	msg := "s[0] + ' accepts TLS ' + " + got + " + ', below the required minimum TLS " + string(want) + "'"
 	return "(" + rank + " >= " + strconv.Itoa(tlsRank(want)) + " ? [] : [" + withDry(msg) +
@@ -462,13 +469,13 @@ func (c *celCompiler) checkAPI() string {
 		for i, m := range allowed {
 			names[i] = string(m)
 		}
-		got := val("auth") + ".split(',')"
+		got := rAuth + ".substring(1).split(',')"
 		gotList := "(size(" + got + ") == 1 ? " + got + "[0] : (size(" + got + ") == 2 ? " + got + "[0] + ' or ' + " + got + "[1] : " + got + "[0] + ', ' + " + got + "[1] + ' or ' + " + got + "[2]))"
 		missing := withDry("s[0] + ' is exposed without authentication: no APIPolicy in Enforce mode targeting ' + s[1] + ' sets spec.authentication'") +
 			" + ' Attach an APIPolicy targeting ' + s[1] + ' with spec.authentication (" + methodList(allowed) + "),' + " + sfx
 		notAllowed := "s[0] + ' authenticates with ' + " + gotList + " + ' only, which the baseline does not accept. Configure one of " + methodList(allowed) +
-			" in APIPolicy ' + strings.quote(variables.p['authpol_' + " + eff("auth") + "]) + ',' + " + sfx
-		parts = append(parts, "(variables.exAuthentication ? [] : ("+eff("auth")+" == '' || "+val("auth")+" == '' ? ["+missing+"] : (!"+got+".exists(m, m in "+listLit(names)+") ? ["+notAllowed+"] : [])))")
+			" in APIPolicy ' + strings.quote(" + rAuthPol + ".substring(1)) + ',' + " + sfx
+		parts = append(parts, "(variables.exAuthentication ? [] : ("+rAuth+" == '' || "+rAuth+" == '+' ? ["+missing+"] : (!"+got+".exists(m, m in "+listLit(names)+") ? ["+notAllowed+"] : [])))")
 	}
 	if r := c.req.RateLimit; r != nil {
 		missing := withDry("s[0] + ' is exposed without a rate limit: no APIPolicy in Enforce mode targeting ' + s[1] + ' sets spec.rateLimit'") +
@@ -476,27 +483,27 @@ func (c *celCompiler) checkAPI() string {
 		above := "[]"
 		if r.Ceiling != nil {
 			ceiling := strconv.FormatFloat(r.Ceiling.PerSecond(), 'g', -1, 64)
-			over := val("rate") + ".split(';').filter(l, double(l.split(':')[3]) > double('" + ceiling + "')).map(l, s[0] + ' allows ' + l.split(':')[0] + ' requests per ' + l.split(':')[1] + ' by ' + l.split(':')[2] + " +
+			over := rRate + ".substring(1).split(';').filter(l, double(l.split(':')[3]) > double('" + ceiling + "')).map(l, s[0] + ' allows ' + l.split(':')[0] + ' requests per ' + l.split(':')[1] + ' by ' + l.split(':')[2] + " +
 				lit(fmt.Sprintf(", above the ceiling of %d per %s.", r.Ceiling.Requests, strings.ToLower(string(r.Ceiling.Unit)))) + " + ' Lower the limit in the covering APIPolicy,' + " + sfx + ")"
 			above = "(size(" + over + ") > 0 ? [" + over + "[0]] : [])"
 		}
-		parts = append(parts, "(variables.exRateLimit ? [] : ("+eff("rate")+" == '' ? ["+missing+"] : "+above+"))")
+		parts = append(parts, "(variables.exRateLimit ? [] : ("+rRate+" == '' ? ["+missing+"] : "+above+"))")
 	}
 	if r := c.req.RequestBody; r != nil {
 		max := strconv.FormatInt(r.MaxBytes, 10)
 		missing := withDry("s[0] + ' has no request body limit: no APIPolicy in Enforce mode targeting ' + s[1] + ' sets spec.request.maxBodyBytes'") +
 			" + ' Set spec.request.maxBodyBytes to at most " + max + " in an APIPolicy targeting ' + s[1] + ',' + " + sfx
-		tooLarge := "s[0] + ' accepts request bodies of ' + " + val("req") + " + ' bytes, above the maximum of " + max + ". Lower spec.request.maxBodyBytes in the covering APIPolicy,' + " + sfx
-		parts = append(parts, "(variables.exRequestBody ? [] : ("+eff("req")+" == '' || "+val("req")+" == '' ? ["+missing+"] : (int("+val("req")+") > "+max+" ? ["+tooLarge+"] : [])))")
+		tooLarge := "s[0] + ' accepts request bodies of ' + " + rReq + ".substring(1) + ' bytes, above the maximum of " + max + ". Lower spec.request.maxBodyBytes in the covering APIPolicy,' + " + sfx
+		parts = append(parts, "(variables.exRequestBody ? [] : ("+rReq+" == '' || "+rReq+" == '+' ? ["+missing+"] : (int("+rReq+".substring(1)) > "+max+" ? ["+tooLarge+"] : [])))")
 	}
 	if r := c.req.CORS; r != nil {
-		o := val("cors") + ".split('\\n')"
+		o := rCORS + ".substring(1).split('\\n')"
 		wildOK := strconv.FormatBool(r.WildcardOrigins == apiwardenv1alpha1.FeatureEnabled)
 		cond := "((" + o + "[0] == '1' && x.contains('*')) || (x == '*' && !" + wildOK + "))"
 		text := "(" + o + "[0] == '1' && x.contains('*')) ? s[0] + ' allows credentials in cross-origin requests from a wildcard origin (' + strings.quote(x) + ').' + ' List the trusted origins in spec.cors.allowOrigins of the covering APIPolicy, or drop allowCredentials,' + " + sfx +
 			" : s[0] + ' allows cross-origin requests from any origin (\"*\").' + ' List the trusted origins in spec.cors.allowOrigins of the covering APIPolicy,' + " + sfx
 		found := o + ".transformList(i, x, i > 0 && " + cond + ", " + text + ")"
-		parts = append(parts, "(variables.exCORS || "+eff("cors")+" == '' ? [] : (size("+found+") > 0 ? ["+found+"[0]] : []))")
+		parts = append(parts, "(variables.exCORS || "+rCORS+" == '' ? [] : (size("+found+") > 0 ? ["+found+"[0]] : []))")
 	}
 	if len(parts) == 0 {
 		return "[]"

@@ -29,27 +29,36 @@ func levelID(key TargetKey, section string) string {
 	return key.Kind + "_" + key.Namespace + "_" + key.Name + "_" + section
 }
 
+// ParamsSeparator separates the fields of a level in the params.
+const ParamsSeparator = "\x1f"
+
+// GenerationsKey is the params key listing, as name=generation pairs
+// separated by commas, the generation of each APIPolicy of the namespace
+// that the params reflect.
+const GenerationsKey = "generations"
+
 // Params computes the admission params of namespace ns from every policy of
 // the cluster: for each level an object of ns may be protected at (the
 // targets of ns's policies, and Gateways of any namespace, which routes of
 // ns may attach to), the winning Enforce-mode policy's protections and the
 // DryRun policies there, exactly as the engine's resolution sees them
-// (winner). The compiled ValidatingAdmissionPolicies (AdmissionPolicies)
-// combine levels field by field as resolve does. Keys:
+// (winner). The compiled ValidatingAdmissionPolicies (AdmissionPolicy)
+// combine levels field by field as resolve does.
 //
-//	lvl_<L>      the level has policies
-//	dry_<L>      DryRun policies there, comma-separated
-//	tls_<L>      <minVersion>|<httpRedirect>
-//	auth_<L>     authentication methods, comma-separated (may be empty)
-//	authpol_<L>  the policy that sets authentication
-//	rate_<L>     limits as <requests>:<unit>:<by>:<per second>, ';'-separated
-//	req_<L>      maxBodyBytes, empty when the request limits set none
-//	cors_<L>     1 or 0 (credentials), then each allowed origin, '\n'-separated
-//	gen_<policy> the generation of each policy of ns the params reflect
+// One key per level, L_<kind>_<namespace>_<name>_<section>, holds seven
+// fields separated by ParamsSeparator, each empty when the level does not
+// set it and otherwise "+" and the value: TLS (<minVersion>|<httpRedirect>),
+// authentication methods (comma-separated, possibly none), the policy that
+// sets authentication, rate limits (<requests>:<unit>:<by>:<per second>,
+// ';'-separated), maxBodyBytes (empty when the request limits set none),
+// CORS (1 or 0 for credentials, then each allowed origin, '\n'-separated)
+// and the DryRun policies (comma-separated). The apiserver converts the
+// params object on every admission, so fewer keys cost less. GenerationsKey
+// lists the policies' generations, for the APIPolicy controller.
 //
-// where <L> is kind_namespace_name_section. A level whose key would exceed a
-// ConfigMap key's 253 characters is left out: objects protected only there
-// are denied (fail closed), and the docs say so.
+// A level whose key would exceed a ConfigMap key's 253 characters is left
+// out: objects protected only there are denied (fail closed), and the docs
+// say so.
 func Params(snap Snapshot, policies []*apiwardenv1alpha1.APIPolicy, ns string) map[string]string {
 	type lv struct {
 		key     TargetKey
@@ -81,69 +90,79 @@ func Params(snap Snapshot, policies []*apiwardenv1alpha1.APIPolicy, ns string) m
 	out := map[string]string{}
 	for _, l := range levels {
 		id := levelID(l.key, l.section)
-		if len("authpol_")+len(id) > maxParamKey {
+		if len("L_")+len(id) > maxParamKey {
 			continue
 		}
 		w, dry := winner(snap, level{key: l.key, section: l.section}, nil)
 		if w == nil && len(dry) == 0 {
 			continue
 		}
-		out["lvl_"+id] = ""
+		var f [7]string
+		set := func(i int, v string) { f[i] = "+" + v }
 		if len(dry) > 0 {
-			out["dry_"+id] = strings.Join(dry, ",")
+			set(6, strings.Join(dry, ","))
 		}
-		if w == nil {
-			continue
-		}
-		s := &w.Spec
-		if s.TLS != nil {
-			out["tls_"+id] = string(s.TLS.MinVersion) + "|" + string(s.TLS.HTTPRedirect)
-		}
-		if s.Authentication != nil {
-			var buf [3]apiwardenv1alpha1.AuthenticationMethod
-			ms := methods(s.Authentication, &buf)
-			names := make([]string, len(ms))
-			for i, m := range ms {
-				names[i] = string(m)
+		if w != nil {
+			s := &w.Spec
+			if s.TLS != nil {
+				set(0, string(s.TLS.MinVersion)+"|"+string(s.TLS.HTTPRedirect))
 			}
-			out["auth_"+id] = strings.Join(names, ",")
-			out["authpol_"+id] = w.Name
-		}
-		if s.RateLimit != nil && len(s.RateLimit.Limits) > 0 {
-			limits := make([]string, len(s.RateLimit.Limits))
-			for i, l := range s.RateLimit.Limits {
-				limits[i] = strconv.Itoa(int(l.Requests)) + ":" + strings.ToLower(string(l.Unit)) + ":" + string(l.By) + ":" +
-					strconv.FormatFloat(l.Rate().PerSecond(), 'g', -1, 64)
+			if s.Authentication != nil {
+				var buf [3]apiwardenv1alpha1.AuthenticationMethod
+				ms := methods(s.Authentication, &buf)
+				names := make([]string, len(ms))
+				for i, m := range ms {
+					names[i] = string(m)
+				}
+				set(1, strings.Join(names, ","))
+				set(2, w.Name)
 			}
-			out["rate_"+id] = strings.Join(limits, ";")
-		}
-		if s.Request != nil {
-			v := ""
-			if s.Request.MaxBodyBytes != nil {
-				v = strconv.FormatInt(*s.Request.MaxBodyBytes, 10)
+			if s.RateLimit != nil && len(s.RateLimit.Limits) > 0 {
+				limits := make([]string, len(s.RateLimit.Limits))
+				for i, l := range s.RateLimit.Limits {
+					limits[i] = strconv.Itoa(int(l.Requests)) + ":" + strings.ToLower(string(l.Unit)) + ":" + string(l.By) + ":" +
+						strconv.FormatFloat(l.Rate().PerSecond(), 'g', -1, 64)
+				}
+				set(3, strings.Join(limits, ";"))
 			}
-			out["req_"+id] = v
-		}
-		if s.CORS != nil {
-			v := "0"
-			if s.CORS.AllowCredentials != nil && *s.CORS.AllowCredentials {
-				v = "1"
+			if s.Request != nil {
+				v := ""
+				if s.Request.MaxBodyBytes != nil {
+					v = strconv.FormatInt(*s.Request.MaxBodyBytes, 10)
+				}
+				set(4, v)
 			}
-			for _, o := range s.CORS.AllowOrigins {
-				v += "\n" + o
+			if s.CORS != nil {
+				v := "0"
+				if s.CORS.AllowCredentials != nil && *s.CORS.AllowCredentials {
+					v = "1"
+				}
+				for _, o := range s.CORS.AllowOrigins {
+					v += "\n" + o
+				}
+				set(5, v)
 			}
-			out["cors_"+id] = v
 		}
+		out["L_"+id] = strings.Join(f[:], ParamsSeparator)
 	}
-	var own []*apiwardenv1alpha1.APIPolicy
+	var gens []string
 	for _, p := range policies {
 		if p.Namespace == ns {
-			own = append(own, p)
+			gens = append(gens, p.Name+"="+strconv.FormatInt(p.Generation, 10))
 		}
 	}
-	sort.Slice(own, func(i, j int) bool { return own[i].Name < own[j].Name })
-	for _, p := range own {
-		out["gen_"+p.Name] = strconv.FormatInt(p.Generation, 10)
-	}
+	sort.Strings(gens)
+	out[GenerationsKey] = strings.Join(gens, ",")
 	return out
+}
+
+// ParamsGeneration returns the generation of policy name that params
+// reflect, or "" when they do not list it.
+func ParamsGeneration(params map[string]string, name string) string {
+	for _, g := range strings.Split(params[GenerationsKey], ",") {
+		if n, gen, ok := strings.Cut(g, "="); ok && n == name {
+			return gen
+		}
+	}
+	return ""
 }

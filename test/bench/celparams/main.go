@@ -6,7 +6,7 @@
 // -clients concurrent clients.
 //
 // A watch on the params ConfigMaps records when each policy first appears
-// in its namespace's params (its gen_<name> key). The command reports the
+// in its namespace's params (listed in its generations key). The command reports the
 // time to create the policies (the floor), the time until every policy is
 // in the params, after the first and after the last create, and the
 // distribution of each policy's lag from its create to its params.
@@ -122,8 +122,8 @@ func run(n, namespaces, clients int, timeout time.Duration) error {
 			at := time.Now()
 			mu.Lock()
 			paramsReady[cm.Namespace] = true
-			for k := range cm.Data {
-				if name, ok := strings.CutPrefix(k, "gen_"); ok {
+			for _, g := range strings.Split(cm.Data[exposure.GenerationsKey], ",") {
+				if name, _, ok := strings.Cut(g, "="); ok {
 					if _, had := seen[cm.Namespace+"/"+name]; !had {
 						seen[cm.Namespace+"/"+name] = at
 					}
