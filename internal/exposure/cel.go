@@ -404,7 +404,7 @@ func (c *celCompiler) violations() string {
 const sepCEL = "'\\u001f'"
 
 // field is the CEL for field i of the params of level id l (a CEL string):
-// ” when the level or the field is absent, else "+" and the value.
+// empty when the level or the field is absent, else "+" and the value.
 func field(l string, i int) string {
 	return "(('L_' + " + l + ") in variables.p ? variables.p['L_' + " + l + "].split(" + sepCEL + ")[" + strconv.Itoa(i) + "] : '')"
 }
@@ -412,7 +412,7 @@ func field(l string, i int) string {
 // resolved maps the scopes in variable v ([subject, hint, level, level])
 // to what resolve computes for each: [subject, hint, then, from the first
 // level that sets it, TLS, authentication methods, the policy that sets
-// them, rate limits, maxBodyBytes and CORS (each ” or "+value", as in the
+// them, rate limits, maxBodyBytes and CORS (each empty or "+value", as in the
 // params), and the DryRun note]. It is computed once per scope.
 func resolved(v string) string {
 	items := []string{"s[0]", "s[1]"}
