@@ -244,7 +244,7 @@ func (c *celCompiler) selfLevel() string {
 // the object's own failures whose control the baseline requires and no
 // exemption waives, in the engine's order), "tlsScopes" and "apiScopes".
 // A scope is a list of four strings: the subject in messages, the targets
-// hint, the first level id and the second (” when none).
+// hint, the first level id and the second (empty when none).
 func (c *celCompiler) kindVariables() []admissionregistrationv1.Variable {
 	v := func(name, expr string) admissionregistrationv1.Variable {
 		return admissionregistrationv1.Variable{Name: name, Expression: expr}
