@@ -13,7 +13,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/apiwarden/apiwarden/internal/version.Version=$(VERSION)
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: egctl help
+.PHONY: egctl kustomize helm help
 help: ## Show the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
@@ -76,8 +76,15 @@ envtest: ## Provide the kube-apiserver and etcd binaries (cache, setup-envtest, 
 egctl: ## Provide Envoy Gateway's egctl (cache, or a build from the Go module proxy), for the renderer's peer check.
 	@bash hack/egctl.sh >/dev/null
 
-test: verify envtest egctl ## Static checks, unit tests, envtest suites against a real kube-apiserver, and egctl's peer check.
-	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" EGCTL="$$(bash hack/egctl.sh 2>/dev/null)" $(GO) test $(GO_TEST_FLAGS) ./...
+test: verify envtest egctl kustomize helm ## Static checks, unit tests, envtest suites against a real kube-apiserver, and egctl's peer check.
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" EGCTL="$$(bash hack/egctl.sh 2>/dev/null)" \
+	KUSTOMIZE="$$(bash hack/kustomize.sh 2>/dev/null)" HELM="$$(bash hack/helm.sh 2>/dev/null)" $(GO) test $(GO_TEST_FLAGS) ./...
+
+kustomize: ## Provide kustomize (cache, or a build from the Go module proxy pinned in hack/kustomize/go.mod).
+	@bash hack/kustomize.sh >/dev/null
+
+helm: ## Provide Helm (cache, or a build from the Go module proxy pinned in hack/helm/go.mod; minutes, once).
+	@bash hack/helm.sh >/dev/null
 
 ##@ Build and run
 
@@ -94,3 +101,14 @@ run-local: build envtest ## Run a local control plane with apiwarden; Ctrl-C sto
 .PHONY: clean
 clean: ## Remove build output (not the envtest cache, nor .run-local).
 	rm -rf bin dist
+
+##@ Install
+
+.PHONY: install-manifest
+install-manifest: kustomize ## Render config/default into dist/install.yaml, one file for kubectl apply -f.
+	@mkdir -p dist
+	{ echo "# apiwarden $(VERSION): kubectl apply -f install.yaml (needs cert-manager; see docs/install.md)."; \
+	  echo "# Rendered from config/default by 'make install-manifest'; do not edit."; \
+	  "$$(bash hack/kustomize.sh 2>/dev/null)" build config/default; } > dist/install.yaml.tmp
+	mv dist/install.yaml.tmp dist/install.yaml
+	@echo "wrote dist/install.yaml"
