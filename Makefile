@@ -112,3 +112,16 @@ install-manifest: kustomize ## Render config/default into dist/install.yaml, one
 	  "$$(bash hack/kustomize.sh 2>/dev/null)" build config/default; } > dist/install.yaml.tmp
 	mv dist/install.yaml.tmp dist/install.yaml
 	@echo "wrote dist/install.yaml"
+
+.PHONY: chart-crds chart-docs chart-lint
+chart-crds: ## Copy the generated CRDs, ClusterRole and webhook configuration into the Helm chart (test/install fails when stale).
+	rm -f charts/apiwarden/crds/*.yaml
+	cp config/crd/bases/*.yaml charts/apiwarden/crds/
+	cp config/rbac/role.yaml charts/apiwarden/files/manager-role.yaml
+	cp config/webhook/manifests.yaml charts/apiwarden/files/webhooks.yaml
+
+chart-docs: ## Generate charts/apiwarden/README.md from the comments in values.yaml.
+	$(GO) run ./hack/chart-docs
+
+chart-lint: helm ## Lint the Helm chart with the pinned helm.
+	"$$(bash hack/helm.sh 2>/dev/null)" lint charts/apiwarden --strict --kube-version 1.37.2
