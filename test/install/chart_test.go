@@ -125,15 +125,15 @@ func TestChart(t *testing.T) {
 				t.Errorf("--webhook-cert-mode=%q, want self-managed", v)
 			}
 		}},
-		{name: "default baseline Deny", release: "aw-deny", set: []string{"defaultBaseline.mode=Deny"}, check: func(t *testing.T, objs []*unstructured.Unstructured, in *install) {
+		{name: "default baseline Deny", release: "aw-deny", set: []string{"defaultBaseline.mode=Deny", "defaultBaseline.name=chart-deny"}, check: func(t *testing.T, objs []*unstructured.Unstructured, in *install) {
 			got := &unstructured.Unstructured{}
 			got.SetAPIVersion("apiwarden.io/v1alpha1")
 			got.SetKind("APIBaseline")
-			if err := k8s.Get(context.Background(), client.ObjectKey{Name: "default"}, got); err != nil {
+			if err := k8s.Get(context.Background(), client.ObjectKey{Name: "chart-deny"}, got); err != nil {
 				t.Fatal(err)
 			}
 			if a, _, _ := unstructured.NestedString(got.Object, "spec", "enforcementAction"); a != "Deny" {
-				t.Errorf("APIBaseline default has enforcementAction %q, want Deny", a)
+				t.Errorf("APIBaseline chart-deny has enforcementAction %q, want Deny", a)
 			}
 		}},
 		{name: "webhook off", release: "aw-nowebhook", set: []string{"roles.webhook=false"}, check: func(t *testing.T, objs []*unstructured.Unstructured, in *install) {

@@ -136,9 +136,10 @@ func typed[T any](t *testing.T, objs []*unstructured.Unstructured, kind string) 
 // applyAll server-side applies objs to the envtest apiserver in the order
 // kubectl users need: Namespaces and CRDs first (waiting until the CRDs are
 // served), then everything else, and webhook configurations last, because
-// once they exist the apiserver calls a webhook that does not run here. The
-// webhook configurations are deleted when the test ends, for the same
-// reason. beforeWebhooks, when not nil, runs just before the webhook
+// once they exist the apiserver calls a webhook that does not run here.
+// Everything but the Namespaces and CRDs is deleted when the test ends, so
+// the next test starts from a cluster without it (and without a webhook
+// configuration whose webhook does not run). beforeWebhooks, when not nil, runs just before the webhook
 // configurations are applied. Every object must be accepted as it is: server-side apply fails on
 // a field the object's schema does not declare.
 func applyAll(t *testing.T, objs []*unstructured.Unstructured, beforeWebhooks func()) {
@@ -166,7 +167,7 @@ func applyAll(t *testing.T, objs []*unstructured.Unstructured, beforeWebhooks fu
 				client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
 				t.Fatalf("applying %s %s/%s: %v", o.GetKind(), o.GetNamespace(), o.GetName(), err)
 			}
-			if p == 2 {
+			if p > 0 {
 				t.Cleanup(func() {
 					if err := k8s.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
 						t.Errorf("deleting %s %s: %v", o.GetKind(), o.GetName(), err)
