@@ -20,6 +20,8 @@
 //     window that holds at least one resync of every namespace and of the
 //     baseline (target: 0), counted on its HTTP transport.
 //
+// Run it with:
+//
 //	go run ./test/bench/coverage
 //	go run ./test/bench/coverage -services 1000 -ingresses 500 -routes 500 -policies 200 -namespaces 10
 package main
