@@ -24,10 +24,11 @@ generate: ## Generate DeepCopy methods for the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: ## Generate the CRDs (config/crd/bases) and RBAC (config/rbac/role.yaml) from markers.
+manifests: ## Generate the CRDs (config/crd/bases) and RBAC (config/rbac/role.yaml) from markers, and copy them into the Helm chart.
 	$(CONTROLLER_GEN) crd rbac:roleName=manager \
 		paths=./api/... paths=./controllers/... paths=./webhooks/... paths=./cmd/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@$(MAKE) --no-print-directory chart-crds
 
 KYVERNO_VERSION := v1.19.1
 .PHONY: policyreport-crd
@@ -62,9 +63,9 @@ verify-tidy:
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when generated files are stale.
-	@if [[ -n "$$(git status --porcelain -- api config)" ]]; then \
+	@if [[ -n "$$(git status --porcelain -- api config charts)" ]]; then \
 		echo "Generated files are stale; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config; git diff --stat -- api config; exit 1; fi
+		git status --porcelain -- api config charts; git diff --stat -- api config charts; exit 1; fi
 
 ##@ Test
 
@@ -115,10 +116,10 @@ install-manifest: kustomize ## Render config/default into dist/install.yaml, one
 
 .PHONY: chart-crds chart-docs chart-lint
 chart-crds: ## Copy the generated CRDs, ClusterRole and webhook configuration into the Helm chart (test/install fails when stale).
-	rm -f charts/apiwarden/crds/*.yaml
-	cp config/crd/bases/*.yaml charts/apiwarden/crds/
-	cp config/rbac/role.yaml charts/apiwarden/files/manager-role.yaml
-	cp config/webhook/manifests.yaml charts/apiwarden/files/webhooks.yaml
+	@rm -f charts/apiwarden/crds/*.yaml
+	@cp config/crd/bases/*.yaml charts/apiwarden/crds/
+	@cp config/rbac/role.yaml charts/apiwarden/files/manager-role.yaml
+	@cp config/webhook/manifests.yaml charts/apiwarden/files/webhooks.yaml
 
 chart-docs: ## Generate charts/apiwarden/README.md from the comments in values.yaml.
 	$(GO) run ./hack/chart-docs
