@@ -105,12 +105,21 @@ clean: ## Remove build output (not the envtest cache, nor .run-local).
 
 ##@ Install
 
+# IMG, when set (make install-manifest IMG=registry.example.com/apiwarden:v0.1.0),
+# replaces the manager's image through a kustomize overlay made in dist/.
+IMG ?=
 .PHONY: install-manifest
-install-manifest: kustomize ## Render config/default into dist/install.yaml, one file for kubectl apply -f.
-	@mkdir -p dist
-	{ echo "# apiwarden $(VERSION): kubectl apply -f install.yaml (needs cert-manager; see docs/install.md)."; \
+install-manifest: kustomize ## Render config/default into dist/install.yaml, one file for kubectl apply -f (IMG=repo:tag sets the image).
+	@mkdir -p dist/overlay
+	@{ echo "apiVersion: kustomize.config.k8s.io/v1beta1"; echo "kind: Kustomization"; \
+	  echo "resources: [../../config/default]"; \
+	  img="$(IMG)"; name="$${img%:*}"; tag="$${img##*:}"; \
+	  if [[ "$$name" == "$$img" || "$$tag" == */* ]]; then name="$$img"; tag=latest; fi; \
+	  if [[ -n "$$img" ]]; then echo "images: [{name: ghcr.io/apiwarden/apiwarden, newName: \"$$name\", newTag: \"$$tag\"}]"; fi; \
+	} > dist/overlay/kustomization.yaml
+	{ echo "# apiwarden $(VERSION): kubectl apply --server-side -f install.yaml (needs cert-manager; see docs/install.md)."; \
 	  echo "# Rendered from config/default by 'make install-manifest'; do not edit."; \
-	  "$$(bash hack/kustomize.sh 2>/dev/null)" build config/default; } > dist/install.yaml.tmp
+	  "$$(bash hack/kustomize.sh 2>/dev/null)" build dist/overlay; } > dist/install.yaml.tmp
 	mv dist/install.yaml.tmp dist/install.yaml
 	@echo "wrote dist/install.yaml"
 
