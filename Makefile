@@ -136,7 +136,9 @@ chart-docs: ## Generate charts/apiwarden/README.md from the comments in values.y
 chart-lint: helm ## Lint the Helm chart with the pinned helm.
 	"$$(bash hack/helm.sh 2>/dev/null)" lint charts/apiwarden --strict --kube-version 1.37.2
 
+# IMAGE_ARCH is the image's architecture (GOARCH): make image IMAGE_ARCH=arm64.
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
 .PHONY: image
 image: ## Build the manager's OCI image (static, non-root, no Docker) into dist/image (OCI layout) and dist/apiwarden-image.tar (oci-archive).
-	$(GO) run ./hack/image --version $(VERSION) --revision "$$(git rev-parse HEAD 2>/dev/null || true)" \
+	$(GO) run ./hack/image --arch $(IMAGE_ARCH) --version $(VERSION) --revision "$$(git rev-parse HEAD 2>/dev/null || true)" \
 		--ldflags "-s -w $(LDFLAGS)" --layout dist/image --out dist/apiwarden-image.tar

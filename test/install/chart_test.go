@@ -251,9 +251,21 @@ func TestChartSchemaRejects(t *testing.T) {
 			t.Errorf("--set %s: the error does not name %s: %v", set, want, err)
 		}
 	}
-	// Every role off is refused by the templates themselves.
-	if _, err := helmTemplate("x", "x", []string{"roles.controllers=false", "roles.webhook=false", "roles.authz=false"}); err == nil || !strings.Contains(err.Error(), "at least one of") {
-		t.Errorf("no role at all: %v", err)
+	// The templates themselves refuse what the schema cannot express.
+	for _, tc := range []struct {
+		set  []string
+		want string
+	}{
+		{[]string{"roles.controllers=false", "roles.webhook=false", "roles.authz=false"}, "at least one of"},
+		{[]string{"replicas=1"}, "no node could ever be drained"},
+		{[]string{"authz.separateDeployment=true", "authz.replicas=1"}, "authz Deployment's replicas"},
+	} {
+		if _, err := helmTemplate("x", "x", tc.set); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: want an error containing %q, got %v", tc.set, tc.want, err)
+		}
+	}
+	if _, err := helmTemplate("x", "x", []string{"replicas=1", "podDisruptionBudget.enabled=false"}); err != nil {
+		t.Errorf("one replica without a PodDisruptionBudget is refused: %v", err)
 	}
 }
 
