@@ -26,6 +26,8 @@ import (
 )
 
 var (
+	// testEnv is the envtest control plane every test shares.
+	testEnv *testenv.Environment
 	// k8s reaches the envtest apiserver as a cluster admin.
 	k8s client.Client
 	// repoRoot is the directory of apiwarden's go.mod.
@@ -52,6 +54,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	testEnv = env
 	defer func() {
 		if err := env.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
