@@ -13,7 +13,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/apiwarden/apiwarden/internal/version.Version=$(VERSION)
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: egctl help
+.PHONY: egctl kustomize helm help
 help: ## Show the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
@@ -24,10 +24,11 @@ generate: ## Generate DeepCopy methods for the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: ## Generate the CRDs (config/crd/bases) and RBAC (config/rbac/role.yaml) from markers.
+manifests: ## Generate the CRDs (config/crd/bases) and RBAC (config/rbac/role.yaml) from markers, and copy them into the Helm chart.
 	$(CONTROLLER_GEN) crd rbac:roleName=manager \
 		paths=./api/... paths=./controllers/... paths=./webhooks/... paths=./cmd/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@$(MAKE) --no-print-directory chart-crds
 
 KYVERNO_VERSION := v1.19.1
 .PHONY: policyreport-crd
@@ -62,9 +63,9 @@ verify-tidy:
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when generated files are stale.
-	@if [[ -n "$$(git status --porcelain -- api config)" ]]; then \
+	@if [[ -n "$$(git status --porcelain -- api config charts)" ]]; then \
 		echo "Generated files are stale; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config; git diff --stat -- api config; exit 1; fi
+		git status --porcelain -- api config charts; git diff --stat -- api config charts; exit 1; fi
 
 ##@ Test
 
@@ -76,8 +77,15 @@ envtest: ## Provide the kube-apiserver and etcd binaries (cache, setup-envtest, 
 egctl: ## Provide Envoy Gateway's egctl (cache, or a build from the Go module proxy), for the renderer's peer check.
 	@bash hack/egctl.sh >/dev/null
 
-test: verify envtest egctl ## Static checks, unit tests, envtest suites against a real kube-apiserver, and egctl's peer check.
-	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" EGCTL="$$(bash hack/egctl.sh 2>/dev/null)" $(GO) test $(GO_TEST_FLAGS) ./...
+test: verify envtest egctl kustomize helm ## Static checks, unit tests, envtest suites against a real kube-apiserver, and egctl's peer check.
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" EGCTL="$$(bash hack/egctl.sh 2>/dev/null)" \
+	KUSTOMIZE="$$(bash hack/kustomize.sh 2>/dev/null)" HELM="$$(bash hack/helm.sh 2>/dev/null)" $(GO) test $(GO_TEST_FLAGS) ./...
+
+kustomize: ## Provide kustomize (cache, or a build from the Go module proxy pinned in hack/kustomize/go.mod).
+	@bash hack/kustomize.sh >/dev/null
+
+helm: ## Provide Helm (cache, or a build from the Go module proxy pinned in hack/helm/go.mod; minutes, once).
+	@bash hack/helm.sh >/dev/null
 
 ##@ Build and run
 
@@ -94,3 +102,43 @@ run-local: build envtest ## Run a local control plane with apiwarden; Ctrl-C sto
 .PHONY: clean
 clean: ## Remove build output (not the envtest cache, nor .run-local).
 	rm -rf bin dist
+
+##@ Install
+
+# IMG, when set (make install-manifest IMG=registry.example.com/apiwarden:v0.1.0),
+# replaces the manager's image through a kustomize overlay made in dist/.
+IMG ?=
+.PHONY: install-manifest
+install-manifest: kustomize ## Render config/default into dist/install.yaml, one file for kubectl apply -f (IMG=repo:tag sets the image).
+	@mkdir -p dist/overlay
+	@{ echo "apiVersion: kustomize.config.k8s.io/v1beta1"; echo "kind: Kustomization"; \
+	  echo "resources: [../../config/default]"; \
+	  img="$(IMG)"; name="$${img%:*}"; tag="$${img##*:}"; \
+	  if [[ "$$name" == "$$img" || "$$tag" == */* ]]; then name="$$img"; tag=latest; fi; \
+	  if [[ -n "$$img" ]]; then echo "images: [{name: ghcr.io/apiwarden/apiwarden, newName: \"$$name\", newTag: \"$$tag\"}]"; fi; \
+	} > dist/overlay/kustomization.yaml
+	{ echo "# apiwarden $(VERSION): kubectl apply --server-side -f install.yaml (needs cert-manager; see docs/install.md)."; \
+	  echo "# Rendered from config/default by 'make install-manifest'; do not edit."; \
+	  "$$(bash hack/kustomize.sh 2>/dev/null)" build dist/overlay; } > dist/install.yaml.tmp
+	mv dist/install.yaml.tmp dist/install.yaml
+	@echo "wrote dist/install.yaml"
+
+.PHONY: chart-crds chart-docs chart-lint
+chart-crds: ## Copy the generated CRDs, ClusterRole and webhook configuration into the Helm chart (test/install fails when stale).
+	@rm -f charts/apiwarden/crds/*.yaml
+	@cp config/crd/bases/*.yaml charts/apiwarden/crds/
+	@cp config/rbac/role.yaml charts/apiwarden/files/manager-role.yaml
+	@cp config/webhook/manifests.yaml charts/apiwarden/files/webhooks.yaml
+
+chart-docs: ## Generate charts/apiwarden/README.md from the comments in values.yaml.
+	$(GO) run ./hack/chart-docs
+
+chart-lint: helm ## Lint the Helm chart with the pinned helm.
+	"$$(bash hack/helm.sh 2>/dev/null)" lint charts/apiwarden --strict --kube-version 1.37.2
+
+# IMAGE_ARCH is the image's architecture (GOARCH): make image IMAGE_ARCH=arm64.
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+.PHONY: image
+image: ## Build the manager's OCI image (static, non-root, no Docker) into dist/image (OCI layout) and dist/apiwarden-image.tar (oci-archive).
+	$(GO) run ./hack/image --arch $(IMAGE_ARCH) --version $(VERSION) --revision "$$(git rev-parse HEAD 2>/dev/null || true)" \
+		--ldflags "-s -w $(LDFLAGS)" --layout dist/image --out dist/apiwarden-image.tar

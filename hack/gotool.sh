@@ -16,7 +16,14 @@ WRAPPER="${HACK_DIR}/${NAME}"
 VERSION="$(awk -v m="${MODULE}" '$1 == "require" && $2 == m {print $3} $1 == m {print $2}' "${WRAPPER}/go.mod" | head -1)"
 [[ -n "${VERSION}" ]] || { echo "gotool.sh: no version of ${MODULE} pinned in hack/${NAME}/go.mod" >&2; exit 1; }
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/apiwarden/${NAME}/${VERSION}"
-BIN="${CACHE_DIR}/${PACKAGE##*/}"
+# The binary is named after the package's last path element, or the one
+# before it when that is a major-version suffix (sigs.k8s.io/kustomize/kustomize/v5).
+BASE="${PACKAGE##*/}"
+if [[ "${BASE}" =~ ^v[0-9]+$ ]]; then
+	BASE="${PACKAGE%/*}"
+	BASE="${BASE##*/}"
+fi
+BIN="${CACHE_DIR}/${BASE}"
 
 if [[ -x "${BIN}" ]]; then
 	echo "gotool.sh: using cache ${BIN}" >&2

@@ -9,24 +9,21 @@
 // installed into a running cluster). The manager runs the APIBaseline and
 // PolicyReport controllers as cmd/manager configures them (same cache
 // transform). The command reports, from the same run:
-//
 //   - the time to create the objects (the apiserver's floor);
-//
 //   - the first scan: from the manager's start until the APIBaseline counts
 //     every exposed object and every namespace's PolicyReport is written;
-//
 //   - the wall time of one full scan of the cluster from the cache (what
 //     one APIBaseline reconcile costs), and of one namespace's report;
-//
 //   - the manager's heap before it starts and after a GC once converged,
 //     per watched object;
-//
 //   - the writes the manager sends to the apiserver during a steady-state
 //     window that holds at least one resync of every namespace and of the
 //     baseline (target: 0), counted on its HTTP transport.
 //
-//     go run ./test/bench/coverage
-//     go run ./test/bench/coverage -services 1000 -ingresses 500 -routes 500 -policies 200 -namespaces 10
+// Run it with:
+//
+//	go run ./test/bench/coverage
+//	go run ./test/bench/coverage -services 1000 -ingresses 500 -routes 500 -policies 200 -namespaces 10
 package main
 
 import (

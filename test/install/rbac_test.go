@@ -1,0 +1,112 @@
+package install
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+)
+
+// allowedVerbs is every verb apiwarden's roles may grant. Verbs that hand
+// out more than their resource (escalate, bind, impersonate), that act on
+// many objects at once (deletecollection), or "*" fail the RBAC checks.
+var allowedVerbs = []string{"get", "list", "watch", "create", "update", "patch", "delete"}
+
+// checkRules returns every rule that grants a wildcard, a non-resource URL,
+// or a verb outside allowedVerbs.
+func checkRules(role string, rules []rbacv1.PolicyRule) []error {
+	var errs []error
+	fail := func(i int, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s rule %d: "+format, append([]any{role, i}, args...)...))
+	}
+	if len(rules) == 0 {
+		errs = append(errs, fmt.Errorf("%s has no rules", role))
+	}
+	for i, r := range rules {
+		for field, values := range map[string][]string{"verbs": r.Verbs, "apiGroups": r.APIGroups, "resources": r.Resources, "resourceNames": r.ResourceNames} {
+			for _, v := range values {
+				if strings.Contains(v, "*") {
+					fail(i, "%s holds the wildcard %q", field, v)
+				}
+			}
+		}
+		if len(r.NonResourceURLs) > 0 {
+			fail(i, "grants non-resource URLs %v", r.NonResourceURLs)
+		}
+		if len(r.Resources) == 0 || len(r.Verbs) == 0 {
+			fail(i, "names no resource or no verb")
+		}
+		for _, v := range r.Verbs {
+			if v != "*" && !slices.Contains(allowedVerbs, v) {
+				fail(i, "verb %q is not in the allow-list %v", v, allowedVerbs)
+			}
+		}
+	}
+	return errs
+}
+
+// checkRoles runs checkRules on every Role and ClusterRole of an installation.
+func checkRoles(in *install) []error {
+	var errs []error
+	if len(in.clusterRoles) == 0 {
+		errs = append(errs, fmt.Errorf("no ClusterRole rendered"))
+	}
+	for _, r := range in.clusterRoles {
+		if r.AggregationRule != nil {
+			errs = append(errs, fmt.Errorf("ClusterRole %s aggregates other roles", r.Name))
+		}
+		errs = append(errs, checkRules("ClusterRole "+r.Name, r.Rules)...)
+	}
+	for _, r := range in.roles {
+		errs = append(errs, checkRules("Role "+r.Namespace+"/"+r.Name, r.Rules)...)
+	}
+	return errs
+}
+
+// TestGeneratedClusterRole reads the ClusterRole controller-gen generates
+// from the RBAC markers (make manifests) and holds it to the allow-list.
+func TestGeneratedClusterRole(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := decodeObjects(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles := typed[rbacv1.ClusterRole](t, objs, "ClusterRole")
+	if len(roles) != 1 {
+		t.Fatalf("config/rbac/role.yaml holds %d ClusterRoles, want 1", len(roles))
+	}
+	if errs := checkRules("config/rbac/role.yaml", roles[0].Rules); len(errs) > 0 {
+		t.Errorf("the generated ClusterRole grants too much (fix the +kubebuilder:rbac markers, then make manifests):%s", errorsText(errs))
+	}
+}
+
+// TestRBACCheckRejects is the negative control: each rule here must be
+// refused, so a passing RBAC test means something.
+func TestRBACCheckRejects(t *testing.T) {
+	ok := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch"}}
+	if errs := checkRules("good", []rbacv1.PolicyRule{ok}); len(errs) > 0 {
+		t.Fatalf("a least-privilege rule was refused:%s", errorsText(errs))
+	}
+	bad := map[string]rbacv1.PolicyRule{
+		"wildcard verb":        {APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"*"}},
+		"wildcard resource":    {APIGroups: []string{""}, Resources: []string{"*"}, Verbs: []string{"get"}},
+		"wildcard subresource": {APIGroups: []string{"apiwarden.io"}, Resources: []string{"apipolicies/*"}, Verbs: []string{"get"}},
+		"wildcard group":       {APIGroups: []string{"*"}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
+		"escalate":             {APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"clusterroles"}, Verbs: []string{"escalate"}},
+		"impersonate":          {APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"impersonate"}},
+		"deletecollection":     {APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"deletecollection"}},
+		"non-resource URL":     {NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}},
+	}
+	for name, r := range bad {
+		if errs := checkRules(name, []rbacv1.PolicyRule{ok, r}); len(errs) == 0 {
+			t.Errorf("%s: %+v was accepted", name, r)
+		}
+	}
+}
