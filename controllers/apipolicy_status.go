@@ -229,7 +229,9 @@ func (b *statusBuilder) policyConditions() (acc, enf metav1.Condition) {
 	default:
 		enf = cond(apiwardenv1alpha1.ConditionEnforced, false, apiwardenv1alpha1.ReasonTargetNotFound, "the policy has no target")
 	}
-	if b.paramsPending != "" && enf.Status == metav1.ConditionTrue {
+	// A policy applied before its route (TargetNotFound) waits too: GitOps
+	// tools count that state as ready for the route to follow.
+	if b.paramsPending != "" && (enf.Status == metav1.ConditionTrue || enf.Reason == apiwardenv1alpha1.ReasonTargetNotFound) {
 		enf = cond(apiwardenv1alpha1.ConditionEnforced, false, apiwardenv1alpha1.ReasonAdmissionParamsPending, b.paramsPending)
 	}
 	return acc, enf

@@ -135,6 +135,7 @@ var cases = []struct {
 	{"partially enforced", metav1.ConditionTrue, apiwardenv1alpha1.ReasonPartiallyEnforced, 2, "Healthy", "Current"},
 	{"dry run", metav1.ConditionFalse, apiwardenv1alpha1.ReasonDryRun, 2, "Healthy", "Current"},
 	{"applied before its route", metav1.ConditionFalse, apiwardenv1alpha1.ReasonTargetNotFound, 2, "Healthy", "Current"},
+	{"waiting for the CEL admission params", metav1.ConditionFalse, apiwardenv1alpha1.ReasonAdmissionParamsPending, 2, "Progressing", "InProgress"},
 	{"conflicted", metav1.ConditionFalse, apiwardenv1alpha1.ReasonConflicted, 2, "Degraded", "Failed"},
 	{"invalid", metav1.ConditionFalse, apiwardenv1alpha1.ReasonInvalid, 2, "Degraded", "Failed"},
 	{"reconcile error", metav1.ConditionFalse, apiwardenv1alpha1.ReasonReconcileError, 2, "Degraded", "Failed"},

@@ -1,0 +1,132 @@
+// Command celcost breaks down what CEL-mode admission costs the apiserver:
+// a real kube-apiserver (envtest), a CEL-mode baseline's compiled
+// ValidatingAdmissionPolicy for Ingresses and its namespace's params, for
+// params of -small and -large policies, then -creates sequential dry-run
+// creates of Ingresses of 1 and of -hosts hosts, each covered by a policy;
+// and the same creates in a namespace no policy or binding applies to.
+//
+//	go run ./test/bench/celcost
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/exposure"
+	"github.com/apiwarden/apiwarden/internal/testenv"
+)
+
+func main() {
+	small := flag.Int("small", 10, "policies in the small params")
+	large := flag.Int("large", 1000, "policies in the large params")
+	hosts := flag.Int("hosts", 20, "hosts of the larger Ingress")
+	creates := flag.Int("creates", 300, "sequential dry-run creates per cell")
+	flag.Parse()
+	if err := run(*small, *large, *hosts, *creates); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func ingress(ns, name string, hosts int) *networkingv1.Ingress {
+	in := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	for h := range hosts {
+		host := fmt.Sprintf("h%d.%s.example.com", h, name)
+		in.Spec.Rules = append(in.Spec.Rules, networkingv1.IngressRule{Host: host})
+		in.Spec.TLS = append(in.Spec.TLS, networkingv1.IngressTLS{Hosts: []string{host}, SecretName: "tls"})
+	}
+	return in
+}
+
+func run(small, large, hosts, creates int) error {
+	ctrl.SetLogger(zap.New())
+	env, err := testenv.Start()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = env.Stop() }()
+	cfg := *env.Config
+	cfg.QPS, cfg.Burst = 10000, 10000
+	k8s, err := client.New(&cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	measure := func(ns string, h int) (time.Duration, error) {
+		start := time.Now()
+		for i := 0; i < creates; i++ {
+			if err := k8s.Create(ctx, ingress(ns, fmt.Sprintf("ing-%d", i%10), h), client.DryRunAll); err != nil {
+				return 0, err
+			}
+		}
+		return time.Since(start) / time.Duration(creates), nil
+	}
+	fmt.Println("| params | Ingress hosts | per create, CEL | per create, no admission |")
+	fmt.Println("|---|---:|---:|---:|")
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "plain"}}); err != nil {
+		return err
+	}
+	for _, np := range []int{small, large} {
+		ns := fmt.Sprintf("cel-%d", np)
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return err
+		}
+		var ps []*apiwardenv1alpha1.APIPolicy
+		for i := 0; i < np; i++ {
+			ps = append(ps, &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("ing-%d", i), Generation: 1}, Spec: apiwardenv1alpha1.APIPolicySpec{
+				TargetRefs:     []apiwardenv1alpha1.PolicyTargetReference{{Group: "networking.k8s.io", Kind: "Ingress", Name: fmt.Sprintf("ing-%d", i)}},
+				Authentication: &apiwardenv1alpha1.Authentication{APIKey: &apiwardenv1alpha1.APIKeyAuthentication{KeySetRefs: []apiwardenv1alpha1.LocalObjectReference{{Name: "keys"}}}},
+				RateLimit:      &apiwardenv1alpha1.RateLimit{Limits: []apiwardenv1alpha1.RateLimitRule{{By: apiwardenv1alpha1.RateLimitKeyClientIP, Requests: 5, Unit: apiwardenv1alpha1.RateLimitUnitSecond}}},
+			}})
+		}
+		b := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: ns}, Spec: apiwardenv1alpha1.APIBaselineSpec{
+			Admission: apiwardenv1alpha1.AdmissionModeCEL, NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}}}
+		snap := exposure.NewMemorySnapshot([]*apiwardenv1alpha1.APIBaseline{b}, ps, nil)
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: exposure.ParamsName}, Data: exposure.Params(snap, ps, ns)}
+		vap, binding, err := exposure.AdmissionPolicy(b, "Ingress", time.Now(), "apiwarden-system")
+		if err != nil {
+			return err
+		}
+		for _, o := range []client.Object{cm, vap, binding} {
+			if err := k8s.Create(ctx, o); err != nil {
+				return err
+			}
+		}
+		// Wait until the apiserver enforces the policy: an uncovered
+		// Ingress is denied.
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			err := k8s.Create(ctx, ingress(ns, "uncovered", 1), client.DryRunAll)
+			if err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy") {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the policy for %s was not enforced within 30s", ns)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, h := range []int{1, hosts} {
+			cel, err := measure(ns, h)
+			if err != nil {
+				return err
+			}
+			none, err := measure("plain", h)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("| %d policies (%d keys) | %d | %s | %s |\n", np, len(cm.Data), h, cel.Round(10*time.Microsecond), none.Round(10*time.Microsecond))
+		}
+	}
+	return nil
+}
