@@ -19,6 +19,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -33,8 +35,9 @@ func main() {
 	large := flag.Int("large", 1000, "policies in the large params")
 	hosts := flag.Int("hosts", 20, "hosts of the larger Ingress")
 	creates := flag.Int("creates", 300, "sequential dry-run creates per cell")
+	profile := flag.String("apiserver-profile", "", "write a CPU profile of the apiserver, taken during the large params' creates, to this file")
 	flag.Parse()
-	if err := run(*small, *large, *hosts, *creates); err != nil {
+	if err := run(*small, *large, *hosts, *creates, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -50,7 +53,7 @@ func ingress(ns, name string, hosts int) *networkingv1.Ingress {
 	return in
 }
 
-func run(small, large, hosts, creates int) error {
+func run(small, large, hosts, creates int, profile string) error {
 	ctrl.SetLogger(zap.New())
 	env, err := testenv.Start()
 	if err != nil {
@@ -116,6 +119,11 @@ func run(small, large, hosts, creates int) error {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		var profiled chan error
+		if profile != "" && np == large {
+			profiled = make(chan error, 1)
+			go func() { profiled <- apiserverProfile(ctx, &cfg, profile) }()
+		}
 		for _, h := range []int{1, hosts} {
 			cel, err := measure(ns, h)
 			if err != nil {
@@ -127,6 +135,25 @@ func run(small, large, hosts, creates int) error {
 			}
 			fmt.Printf("| %d policies (%d keys) | %d | %s | %s |\n", np, len(cm.Data), h, cel.Round(10*time.Microsecond), none.Round(10*time.Microsecond))
 		}
+		if profiled != nil {
+			if err := <-profiled; err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// apiserverProfile takes a 10-second CPU profile of the apiserver through
+// its /debug/pprof endpoint.
+func apiserverProfile(ctx context.Context, cfg *rest.Config, path string) error {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	data, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "10").DoRaw(ctx)
+	if err != nil {
+		return fmt.Errorf("profiling the apiserver: %w", err)
+	}
+	return os.WriteFile(path, data, 0o644)
 }
