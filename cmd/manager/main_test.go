@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/testenv"
 )
 
@@ -148,6 +149,46 @@ func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "leader_election_master_status") {
 		t.Errorf("metrics do not report leader election:\n%.2000s", body)
+	}
+
+	// The coverage metrics, scraped from the endpoint after a known
+	// sequence: one exposed Service with plain HTTP under an Audit
+	// baseline is one violating object; adding a second makes two.
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "scrape"}}); err != nil {
+		t.Fatal(err)
+	}
+	lb := func(name string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "scrape", Name: name}, Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	}
+	if err := k8s.Create(ctx, lb("api")); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Create(ctx, &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "scrape"}, Spec: apiwardenv1alpha1.APIBaselineSpec{
+		EnforcementAction: apiwardenv1alpha1.EnforcementActionAudit,
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "scrape"}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	scrape := func() string {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	series := func(n int) string {
+		return fmt.Sprintf(`apiwarden_exposed_objects{baseline="scrape",state="violating"} %d`, n)
+	}
+	waitFor(t, exited, 30*time.Second, "the endpoint to report one violating object", func() bool { return strings.Contains(scrape(), series(1)) })
+	if err := k8s.Create(ctx, lb("admin")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, exited, 30*time.Second, "the endpoint to report two violating objects", func() bool { return strings.Contains(scrape(), series(2)) })
+	if m := scrape(); !strings.Contains(m, `apiwarden_exposed_objects{baseline="scrape",state="protected"} 0`) {
+		t.Errorf("no protected=0 series for the baseline:\n%.3000s", m)
 	}
 
 	pool := x509.NewCertPool()
