@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -209,16 +208,7 @@ func (r *AdmissionParamsReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 func (r *AdmissionParamsReconciler) allNamespaces(ctx context.Context, _ client.Object) []reconcile.Request {
-	var list corev1.NamespaceList
-	if err := r.Client.List(ctx, &list); err != nil {
-		logf.FromContext(ctx).Error(err, "Listing namespaces")
-		return nil
-	}
-	out := make([]reconcile.Request, len(list.Items))
-	for i := range list.Items {
-		out[i] = reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}}
-	}
-	return out
+	return requestsForAll(ctx, r.Client, &corev1.NamespaceList{})
 }
 
 // policyChanged enqueues the policy's namespace; a policy on a Gateway

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -23,11 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/coverage"
@@ -112,11 +108,9 @@ func (r *APIBaselineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.ctrl, r.cache = c, mgr.GetCache()
 	r.crds.gate("Gateway API objects of the coverage scan", crdNames(gatewayAPIKinds), func() error {
 		r.gatewayAPI.Store(true)
-		for _, obj := range []client.Object{&gatewayv1.Gateway{}, &gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{}} {
-			if err := r.ctrl.Watch(source.Kind(r.cache, obj, all)); err != nil {
-				r.gatewayAPI.Store(false)
-				return err
-			}
+		if err := watchGatewayAPI(r.ctrl, r.cache, all); err != nil {
+			r.gatewayAPI.Store(false)
+			return err
 		}
 		return nil
 	})
@@ -134,16 +128,7 @@ func (r *APIBaselineReconciler) crdChanged(ctx context.Context, o client.Object)
 }
 
 func (r *APIBaselineReconciler) allBaselines(ctx context.Context, _ client.Object) []reconcile.Request {
-	var list apiwardenv1alpha1.APIBaselineList
-	if err := r.Client.List(ctx, &list); err != nil {
-		logf.FromContext(ctx).Error(err, "Listing APIBaselines")
-		return nil
-	}
-	out := make([]reconcile.Request, len(list.Items))
-	for i := range list.Items {
-		out[i] = reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}}
-	}
-	return out
+	return requestsForAll(ctx, r.Client, &apiwardenv1alpha1.APIBaselineList{})
 }
 
 // scan evaluates every object the engine governs, from the cache.
@@ -260,14 +245,7 @@ func (r *APIBaselineReconciler) announce(baseline string, objs []coverage.Object
 		for _, k := range fresh {
 			r.reported[k] = true
 		}
-		r.Recorder.Eventf(raw[i], corev1.EventTypeWarning, reason, "APIBaseline %s: %s", baseline, clipMessage(strings.Join(msgs, " "), 1024))
+		r.Recorder.Eventf(raw[i], corev1.EventTypeWarning, reason, "APIBaseline %s: %s", baseline, coverage.Clip(strings.Join(msgs, " "), 1024))
 	}
 	return more
-}
-
-func clipMessage(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }

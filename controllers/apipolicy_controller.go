@@ -188,12 +188,7 @@ func (r *APIPolicyReconciler) crdChanged(ctx context.Context, o client.Object) [
 }
 
 func (r *APIPolicyReconciler) startGatewayAPIWatches() error {
-	for _, o := range []client.Object{&gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{}, &gatewayv1.Gateway{}} {
-		if err := r.ctrl.Watch(source.Kind(r.Cache, o, handler.EnqueueRequestsFromMapFunc(r.targetPolicies))); err != nil {
-			return fmt.Errorf("watching %T: %w", o, err)
-		}
-	}
-	return nil
+	return watchGatewayAPI(r.ctrl, r.Cache, handler.EnqueueRequestsFromMapFunc(r.targetPolicies))
 }
 
 func (r *APIPolicyReconciler) allPolicies(ctx context.Context) []reconcile.Request {

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -9,8 +10,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // crdName is the name of the CRD serving a kind: its plural, a dot, its group.
@@ -131,4 +137,16 @@ func (s *crdSet) observe(ctx context.Context, reader client.Reader, o client.Obj
 		}()
 	}
 	return changed
+}
+
+// watchGatewayAPI starts c's watches of Gateways, HTTPRoutes and GRPCRoutes,
+// mapped to requests by h: what a gate starts once the Gateway API CRDs
+// exist.
+func watchGatewayAPI(c controller.Controller, cache ctrlcache.Cache, h handler.EventHandler) error {
+	for _, o := range []client.Object{&gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{}, &gatewayv1.Gateway{}} {
+		if err := c.Watch(source.Kind(cache, o, h)); err != nil {
+			return fmt.Errorf("watching %T: %w", o, err)
+		}
+	}
+	return nil
 }

@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/coverage"
@@ -108,12 +107,7 @@ func (r *PolicyReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.ctrl, r.cache = c, mgr.GetCache()
 	r.crds.gate("Gateway API objects of the PolicyReports", crdNames(gatewayAPIKinds), func() error {
-		for _, obj := range []client.Object{&gatewayv1.Gateway{}, &gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{}} {
-			if err := r.ctrl.Watch(source.Kind(r.cache, obj, byNamespace)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return watchGatewayAPI(r.ctrl, r.cache, byNamespace)
 	})
 	// A report changed or deleted by someone else is written again. The
 	// cache keeps reports' metadata only: they are the largest objects
@@ -144,16 +138,7 @@ func namespaceOf(_ context.Context, o client.Object) []reconcile.Request {
 }
 
 func (r *PolicyReportReconciler) allNamespaces(ctx context.Context, _ client.Object) []reconcile.Request {
-	var list corev1.NamespaceList
-	if err := r.Client.List(ctx, &list); err != nil {
-		logf.FromContext(ctx).Error(err, "Listing namespaces")
-		return nil
-	}
-	out := make([]reconcile.Request, len(list.Items))
-	for i := range list.Items {
-		out[i] = reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}}
-	}
-	return out
+	return requestsForAll(ctx, r.Client, &corev1.NamespaceList{})
 }
 
 // crdChanged starts the Gateway API and PolicyReport watches once their

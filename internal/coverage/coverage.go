@@ -6,6 +6,7 @@
 package coverage
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -47,7 +48,7 @@ func Summarize(baseline string, objs []Object, now time.Time) Summary {
 	var s Summary
 	for _, o := range objs {
 		v := &o.Verdict
-		if !v.Exposed || !contains(v.Governed, baseline) {
+		if !v.Exposed || !slices.Contains(v.Governed, baseline) {
 			continue
 		}
 		s.Counts.Exposed++
@@ -59,7 +60,7 @@ func Summarize(baseline string, objs []Object, now time.Time) Summary {
 			violating = true
 			s.Total++
 			s.Violations = append(s.Violations, apiwardenv1alpha1.ViolationSummary{
-				Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Code: string(x.Code), Message: clip(x.Message, 1024),
+				Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Code: string(x.Code), Message: Clip(x.Message, 1024),
 			})
 		}
 		for _, x := range v.Exempted {
@@ -96,16 +97,10 @@ func Summarize(baseline string, objs []Object, now time.Time) Summary {
 	return s
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func clip(s string, n int) string {
+// Clip shortens s to at most n bytes, ending with "..." when it cut (n
+// must exceed 3): messages from objects' fields are bounded where the API
+// bounds them.
+func Clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

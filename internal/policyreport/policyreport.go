@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -288,7 +289,7 @@ func result(baseline string, c apiwardenv1alpha1.Control, v *exposure.Verdict, r
 		if x.ExemptionExpires != nil {
 			until = " until " + x.ExemptionExpires.UTC().Format(time.RFC3339)
 		}
-		r.Message = clip(fmt.Sprintf("Waived by exemption %q of APIBaseline %s%s: %s", x.Exemption, baseline, until, messages(waived)), maxMessage)
+		r.Message = coverage.Clip(fmt.Sprintf("Waived by exemption %q of APIBaseline %s%s: %s", x.Exemption, baseline, until, messages(waived)), maxMessage)
 		r.Properties = properties(waived)
 		r.Properties["exemption"] = x.Exemption
 		if x.ExemptionExpires != nil {
@@ -309,40 +310,24 @@ func messages(vs []exposure.Violation) string {
 	for _, x := range vs {
 		parts = append(parts, x.Text())
 	}
-	return clip(strings.Join(parts, " "), maxMessage)
+	return coverage.Clip(strings.Join(parts, " "), maxMessage)
 }
 
 func properties(vs []exposure.Violation) map[string]string {
 	var codes, fields []string
 	for _, x := range vs {
-		if !contains(codes, string(x.Code)) {
+		if !slices.Contains(codes, string(x.Code)) {
 			codes = append(codes, string(x.Code))
 		}
-		if x.Field != "" && !contains(fields, x.Field) {
+		if x.Field != "" && !slices.Contains(fields, x.Field) {
 			fields = append(fields, x.Field)
 		}
 	}
 	p := map[string]string{"codes": strings.Join(codes, ",")}
 	if len(fields) > 0 {
-		p["fields"] = clip(strings.Join(fields, ","), maxMessage)
+		p["fields"] = coverage.Clip(strings.Join(fields, ","), maxMessage)
 	}
 	return p
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }
 
 // Unstructured returns the PolicyReport object for r, ready for a
