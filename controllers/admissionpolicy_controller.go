@@ -10,17 +10,22 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/exposure"
@@ -89,6 +94,24 @@ func (r *AdmissionPolicyReconciler) Reconcile(ctx context.Context, req reconcile
 			return reconcile.Result{}, err
 		}
 		for _, o := range []client.Object{vap, binding} {
+			o.SetOwnerReferences([]metav1.OwnerReference{owner})
+			if err := r.apply(ctx, o); err != nil {
+				return reconcile.Result{}, err
+			}
+		}
+	}
+	guard, guardBinding := exposure.AdmissionGuardPolicy(&b, r.Namespace)
+	if guard == nil {
+		// Only a Deny baseline guards APIPolicy deletion.
+		name := exposure.AdmissionPolicyName(b.Name, exposure.GuardKind)
+		for _, o := range []client.Object{&admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: name}},
+			&admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}}} {
+			if err := r.Client.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+				return reconcile.Result{}, err
+			}
+		}
+	} else {
+		for _, o := range []client.Object{guard, guardBinding} {
 			o.SetOwnerReferences([]metav1.OwnerReference{owner})
 			if err := r.apply(ctx, o); err != nil {
 				return reconcile.Result{}, err
@@ -188,12 +211,24 @@ type AdmissionParamsReconciler struct {
 	Client client.Client
 	// Namespace is apiwarden's own namespace, never governed.
 	Namespace string
+	// Now is the clock (tests move it).
+	Now func() time.Time
+
+	crds  crdSet
+	ctrl  controller.Controller
+	cache ctrlcache.Cache
 }
 
 // SetupWithManager registers the controller.
 func (r *AdmissionParamsReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
 	all := handler.EnqueueRequestsFromMapFunc(r.allNamespaces)
-	return ctrl.NewControllerManagedBy(mgr).
+	// The exposed objects decide what the guard on APIPolicy deletion
+	// protects.
+	byNamespace := handler.EnqueueRequestsFromMapFunc(namespaceOf)
+	c, err := ctrl.NewControllerManagedBy(mgr).
 		For(&corev1.Namespace{}, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Watches(&apiwardenv1alpha1.APIPolicy{}, handler.EnqueueRequestsFromMapFunc(r.policyChanged), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&apiwardenv1alpha1.APIBaseline{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -203,8 +238,51 @@ func (r *AdmissionParamsReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: o.GetNamespace()}}}
 		})).
+		Watches(&networkingv1.Ingress{}, byNamespace).
+		Watches(&corev1.Service{}, byNamespace).
+		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.crdChanged), builder.OnlyMetadata).
 		Named("admissionparams").
-		Complete(r)
+		Build(r)
+	if err != nil {
+		return err
+	}
+	r.ctrl, r.cache = c, mgr.GetCache()
+	r.crds.gate("Gateway API objects of the admission guard", crdNames(gatewayAPIKinds), func() error {
+		return watchGatewayAPI(r.ctrl, r.cache, byNamespace)
+	})
+	return nil
+}
+
+// crdChanged starts the Gateway API watches once their CRDs exist, and then
+// recomputes every namespace's params.
+func (r *AdmissionParamsReconciler) crdChanged(ctx context.Context, o client.Object) []reconcile.Request {
+	if !r.crds.relevant(o.GetName()) || !r.crds.observe(ctx, r.cache, o) {
+		return nil
+	}
+	return r.allNamespaces(ctx, o)
+}
+
+// exposedObjects lists the objects of ns the engine evaluates (Gateway API
+// kinds once their CRDs exist).
+func (r *AdmissionParamsReconciler) exposedObjects(ctx context.Context, ns string) ([]client.Object, error) {
+	lists := []client.ObjectList{&networkingv1.IngressList{}, &corev1.ServiceList{}}
+	if r.crds.has(crdNames(gatewayAPIKinds)...) {
+		lists = append(lists, &gatewayv1.GatewayList{}, &gatewayv1.HTTPRouteList{}, &gatewayv1.GRPCRouteList{})
+	}
+	var out []client.Object
+	for _, l := range lists {
+		if err := r.Client.List(ctx, l, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+		items, err := meta.ExtractList(l)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			out = append(out, it.(client.Object))
+		}
+	}
+	return out, nil
 }
 
 func (r *AdmissionParamsReconciler) allNamespaces(ctx context.Context, _ client.Object) []reconcile.Request {
@@ -264,7 +342,13 @@ func (r *AdmissionParamsReconciler) Reconcile(ctx context.Context, req reconcile
 	for i := range policies.Items {
 		ps[i] = &policies.Items[i]
 	}
-	data := exposure.Params(exposure.NewMemorySnapshot(cel, ps, nsLabels), ps, ns)
+	snap := exposure.NewMemorySnapshot(cel, ps, nsLabels)
+	data := exposure.Params(snap, ps, ns)
+	objs, err := r.exposedObjects(ctx, ns)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	data[exposure.GuardKey] = exposure.Guard(snap, ps, objs, ns, r.Now(), exposure.Options{OwnNamespace: r.Namespace})
 	// Semantic equality: a nil and an empty map are the same params.
 	if exists && cur.Labels[managedByLabel] == "apiwarden" && equality.Semantic.DeepEqual(cur.Data, data) {
 		return reconcile.Result{}, nil

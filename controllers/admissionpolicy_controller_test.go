@@ -112,11 +112,28 @@ func TestCELAdmission(t *testing.T) {
 		t.Errorf("the policy reported Enforced (%s) before the params had it (generation %q)", c.Message, got)
 	}
 
-	// A resync writes nothing: the params keep their resourceVersion.
-	var cm corev1.ConfigMap
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: exposure.ParamsName}, &cm); err != nil {
-		t.Fatal(err)
+	// The CEL guard: the policy is the route's only protection, so the
+	// apiserver refuses to delete it, with the webhook guard's words; the
+	// Ingress's policy protects no object that exists, so it may go.
+	var refused string
+	eventually(t, "the apiserver refusing to delete the route's only policy", func() bool {
+		err := k8s.Delete(ctx, rp.DeepCopy(), client.DryRunAll)
+		refused = ""
+		if err != nil {
+			refused = err.Error()
+		}
+		return apierrors.IsForbidden(err) && strings.Contains(refused, "ValidatingAdmissionPolicy")
+	})
+	want = fmt.Sprintf("Deleting APIPolicy %s/api would leave exposed objects without the protection a Deny baseline requires: HTTPRoute %s/api (authentication, rate limit, required by APIBaseline %s). Attach another APIPolicy that provides it first, or remove the exposure.", ns, ns, ns)
+	if !strings.HasSuffix(refused, want) {
+		t.Errorf("guard denial %q does not end with %q", refused, want)
 	}
+	if err := k8s.Delete(ctx, p.DeepCopy(), client.DryRunAll); err != nil {
+		t.Errorf("deleting a policy that protects nothing: %v", err)
+	}
+
+	// A Warn baseline warns instead of denying and guards nothing: its
+	// guard policy goes, and so do the guard's records in the params.
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
 		t.Fatal(err)
 	}
@@ -124,11 +141,19 @@ func TestCELAdmission(t *testing.T) {
 	if err := k8s.Update(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the bindings warning instead of denying", func() bool {
+	eventually(t, "the bindings warning instead of denying, and no guard", func() bool {
 		var binding admissionregistrationv1.ValidatingAdmissionPolicyBinding
 		err := k8s.Get(ctx, client.ObjectKey{Name: exposure.AdmissionPolicyName(ns, "Ingress")}, &binding)
-		return err == nil && len(binding.Spec.ValidationActions) == 1 && binding.Spec.ValidationActions[0] == admissionregistrationv1.Warn
+		guardErr := k8s.Get(ctx, client.ObjectKey{Name: exposure.AdmissionPolicyName(ns, exposure.GuardKind)}, &admissionregistrationv1.ValidatingAdmissionPolicy{})
+		return err == nil && len(binding.Spec.ValidationActions) == 1 && binding.Spec.ValidationActions[0] == admissionregistrationv1.Warn &&
+			apierrors.IsNotFound(guardErr) && params()[exposure.GuardKey] == exposure.RecordSeparator+exposure.RecordSeparator
 	})
+
+	// Nothing changed, nothing written: the params keep their resourceVersion.
+	var cm corev1.ConfigMap
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: exposure.ParamsName}, &cm); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(time.Second)
 	var again corev1.ConfigMap
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(&cm), &again); err != nil || again.ResourceVersion != cm.ResourceVersion {

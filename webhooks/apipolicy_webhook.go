@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 
@@ -119,10 +117,10 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 				continue
 			}
 			ref := fmt.Sprintf("%s %s/%s", kindOf(obj), obj.GetNamespace(), obj.GetName())
-			if l := lostLine(ref, lost, apiwardenv1alpha1.EnforcementActionDeny); l != "" {
+			if l := exposure.LostProtection(ref, lost, apiwardenv1alpha1.EnforcementActionDeny); l != "" {
 				denyLines = append(denyLines, l)
 			}
-			if l := lostLine(ref, lost, apiwardenv1alpha1.EnforcementActionWarn); l != "" {
+			if l := exposure.LostProtection(ref, lost, apiwardenv1alpha1.EnforcementActionWarn); l != "" {
 				warnLines = append(warnLines, l)
 			}
 		}
@@ -144,23 +142,6 @@ func (g *APIPolicyGuard) Handle(ctx context.Context, req admission.Request) admi
 	msg := fmt.Sprintf("%s APIPolicy %s/%s would leave exposed objects without the protection a Deny baseline requires: %s. Attach another APIPolicy that provides it first, or remove the exposure.",
 		verb, self.Namespace, self.Name, strings.Join(denyLines, "; "))
 	return admission.Denied(msg).WithWarnings(warns...)
-}
-
-// lostLine describes, for one object, what the change would take away under
-// baselines with the given action; empty when nothing.
-func lostLine(ref string, lost []exposure.Violation, action apiwardenv1alpha1.EnforcementAction) string {
-	var what []string
-	baselines := map[string]bool{}
-	for _, v := range lost {
-		if v.Action == action {
-			what = append(what, v.Code.Protection())
-			baselines[v.Baseline] = true
-		}
-	}
-	if len(what) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%s (%s, required by APIBaseline %s)", ref, strings.Join(dedupe(what), ", "), strings.Join(slices.Sorted(maps.Keys(baselines)), ", "))
 }
 
 // affected returns the objects the policies (the old and the new form of one

@@ -510,3 +510,60 @@ func (c *celCompiler) checkAPI() string {
 	}
 	return strings.Join(parts, " + ")
 }
+
+// GuardKind is the name AdmissionPolicyName gives the CEL guard on
+// APIPolicy deletion.
+const GuardKind = "APIPolicy"
+
+// AdmissionGuardPolicy compiles the CEL guard of a Deny baseline: deleting
+// an APIPolicy is denied while the params of its namespace list it under
+// GuardKey (Guard computes them), with the webhook guard's message. Other
+// baselines have no guard (nil, nil).
+func AdmissionGuardPolicy(b *apiwardenv1alpha1.APIBaseline, ownNamespace string) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+	if b.Spec.EnforcementAction != "" && b.Spec.EnforcementAction != apiwardenv1alpha1.EnforcementActionDeny {
+		return nil, nil
+	}
+	name := AdmissionPolicyName(b.Name, GuardKind)
+	labels := map[string]string{AdmissionPolicyLabel: b.Name, "app.kubernetes.io/managed-by": "apiwarden"}
+	// The record of the policy: its name is a DNS subdomain, where only
+	// "." means something in a regular expression.
+	rec := "variables.guard.find(" + recordSepCEL + " + oldObject.metadata.name.replace('.', '\\\\.') + " + sepCEL + " + '[^' + " + recordSepCEL + " + ']*')"
+	vap := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			ParamKind:     &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"},
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{apiwardenv1alpha1.GroupVersion.Group}, APIVersions: []string{"*"}, Resources: []string{"apipolicies"}},
+				}}}},
+			Variables: []admissionregistrationv1.Variable{
+				{Name: "guard", Expression: "has(params.data) && " + lit(GuardKey) + " in params.data ? params.data[" + lit(GuardKey) + "] : ''"},
+				{Name: "record", Expression: rec},
+			},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: "variables.record == ''",
+				MessageExpression: "'Deleting APIPolicy ' + request.namespace + '/' + oldObject.metadata.name + ' would leave exposed objects without the protection a Deny baseline requires: ' + " +
+					"variables.record.split(" + sepCEL + ")[1] + '. Attach another APIPolicy that provides it first, or remove the exposure.'",
+				Reason: ptr.To(metav1.StatusReasonForbidden),
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName: name,
+			// A namespace without params has nothing the guard protects.
+			ParamRef:          &admissionregistrationv1.ParamRef{Name: ParamsName, ParameterNotFoundAction: ptr.To(admissionregistrationv1.AllowAction)},
+			MatchResources:    &admissionregistrationv1.MatchResources{NamespaceSelector: namespaceSelector(b, ownNamespace)},
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	return vap, binding
+}
+
+// recordSepCEL is RecordSeparator as a CEL string literal.
+const recordSepCEL = "'\\u001e'"

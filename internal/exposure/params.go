@@ -32,6 +32,10 @@ func levelID(key TargetKey, section string) string {
 // ParamsSeparator separates the fields of a level in the params.
 const ParamsSeparator = "\x1f"
 
+// RecordSeparator starts each record of the GuardKey value (and ends the
+// value).
+const RecordSeparator = "\x1e"
+
 // GenerationsKey is the params key listing, as name=generation pairs
 // separated by commas, the generation of each APIPolicy of the namespace
 // that the params reflect.
