@@ -50,7 +50,8 @@ func TestCELAdmission(t *testing.T) {
 		var bindings admissionregistrationv1.ValidatingAdmissionPolicyBindingList
 		_ = k8s.List(ctx, &vaps, client.MatchingLabels{exposure.AdmissionPolicyLabel: ns})
 		_ = k8s.List(ctx, &bindings, client.MatchingLabels{exposure.AdmissionPolicyLabel: ns})
-		return len(vaps.Items) == len(exposure.CELKinds) && len(bindings.Items) == len(exposure.CELKinds)
+		// One per kind, and the guard on APIPolicy deletion (a Deny baseline).
+		return len(vaps.Items) == len(exposure.CELKinds)+1 && len(bindings.Items) == len(exposure.CELKinds)+1
 	})
 	params := func() map[string]string {
 		var cm corev1.ConfigMap
