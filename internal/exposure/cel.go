@@ -80,8 +80,49 @@ func AdmissionPolicy(b *apiwardenv1alpha1.APIBaseline, kind string, now time.Tim
 		admissionregistrationv1.Variable{Name: "apiResolved", Expression: resolved("apiScopes")},
 		admissionregistrationv1.Variable{Name: "tlsResolved", Expression: resolved("tlsScopes")})
 	vars = append(vars, admissionregistrationv1.Variable{Name: "violations", Expression: c.violations()})
+	action := b.Spec.EnforcementAction
+	if action == "" {
+		action = apiwardenv1alpha1.EnforcementActionDeny
+	}
+	vap, binding := compiled(b, kind, ownNamespace, celPolicy{
+		group: group, resource: resource,
+		operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+		variables:  vars,
+		validation: admissionregistrationv1.Validation{
+			// Updates of an object being deleted remove finalizers; the
+			// webhook admits them too.
+			Expression: "has(object.metadata.deletionTimestamp) || size(variables.violations) == 0",
+			// The webhook lists one violation per line; the apiserver
+			// refuses a message with line breaks, so a space separates
+			// them here.
+			MessageExpression: "variables.violations.transformList(i, v, i < " + strconv.Itoa(maxListedCEL) + ", v).join(' ') + (size(variables.violations) > " + strconv.Itoa(maxListedCEL) + " ? ' … and ' + string(size(variables.violations) - " + strconv.Itoa(maxListedCEL) + ") + ' more violations; run `apiwarden check` on the manifest to see them all.' : '')",
+		},
+		paramNotFound: admissionregistrationv1.DenyAction,
+		action:        admissionregistrationv1.ValidationAction(action),
+	})
+	return vap, binding, nil
+}
+
+// maxListedCEL is the webhook's maxListed: how many violations a denial lists.
+const maxListedCEL = 10
+
+// celPolicy is what differs between the policies compiled from a baseline.
+type celPolicy struct {
+	group, resource string
+	operations      []admissionregistrationv1.OperationType
+	variables       []admissionregistrationv1.Variable
+	validation      admissionregistrationv1.Validation
+	paramNotFound   admissionregistrationv1.ParameterNotFoundActionType
+	action          admissionregistrationv1.ValidationAction
+}
+
+// compiled builds the policy named for baseline b and kind, failing closed
+// and reading the params of the object's namespace, and its binding over
+// the namespaces b governs.
+func compiled(b *apiwardenv1alpha1.APIBaseline, kind, ownNamespace string, c celPolicy) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
 	name := AdmissionPolicyName(b.Name, kind)
 	labels := map[string]string{AdmissionPolicyLabel: b.Name, "app.kubernetes.io/managed-by": "apiwarden"}
+	c.validation.Reason = ptr.To(metav1.StatusReasonForbidden)
 	vap := &admissionregistrationv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
@@ -90,42 +131,25 @@ func AdmissionPolicy(b *apiwardenv1alpha1.APIBaseline, kind string, now time.Tim
 			ParamKind:     &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"},
 			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
 				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{"*"}, Resources: []string{resource}},
+					Operations: c.operations,
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{c.group}, APIVersions: []string{"*"}, Resources: []string{c.resource}},
 				}}}},
-			Variables: vars,
-			Validations: []admissionregistrationv1.Validation{{
-				// Updates of an object being deleted remove finalizers; the
-				// webhook admits them too.
-				Expression: "has(object.metadata.deletionTimestamp) || size(variables.violations) == 0",
-				// The webhook lists one violation per line; the apiserver
-				// refuses a message with line breaks, so a space separates
-				// them here.
-				MessageExpression: "variables.violations.transformList(i, v, i < " + strconv.Itoa(maxListedCEL) + ", v).join(' ') + (size(variables.violations) > " + strconv.Itoa(maxListedCEL) + " ? ' … and ' + string(size(variables.violations) - " + strconv.Itoa(maxListedCEL) + ") + ' more violations; run `apiwarden check` on the manifest to see them all.' : '')",
-				Reason:            ptr.To(metav1.StatusReasonForbidden),
-			}},
+			Variables:   c.variables,
+			Validations: []admissionregistrationv1.Validation{c.validation},
 		},
-	}
-	action := b.Spec.EnforcementAction
-	if action == "" {
-		action = apiwardenv1alpha1.EnforcementActionDeny
 	}
 	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName: name,
-			ParamRef: &admissionregistrationv1.ParamRef{Name: ParamsName,
-				ParameterNotFoundAction: ptr.To(admissionregistrationv1.DenyAction)},
+			PolicyName:        name,
+			ParamRef:          &admissionregistrationv1.ParamRef{Name: ParamsName, ParameterNotFoundAction: ptr.To(c.paramNotFound)},
 			MatchResources:    &admissionregistrationv1.MatchResources{NamespaceSelector: namespaceSelector(b, ownNamespace)},
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.ValidationAction(action)},
+			ValidationActions: []admissionregistrationv1.ValidationAction{c.action},
 		},
 	}
-	return vap, binding, nil
+	return vap, binding
 }
-
-// maxListedCEL is the webhook's maxListed: how many violations a denial lists.
-const maxListedCEL = 10
 
 // namespaceSelector is the baseline's selector less the namespaces no
 // baseline governs (governing): the system ones, apiwarden's own and those
@@ -523,46 +547,25 @@ func AdmissionGuardPolicy(b *apiwardenv1alpha1.APIBaseline, ownNamespace string)
 	if b.Spec.EnforcementAction != "" && b.Spec.EnforcementAction != apiwardenv1alpha1.EnforcementActionDeny {
 		return nil, nil
 	}
-	name := AdmissionPolicyName(b.Name, GuardKind)
-	labels := map[string]string{AdmissionPolicyLabel: b.Name, "app.kubernetes.io/managed-by": "apiwarden"}
 	// The record of the policy: its name is a DNS subdomain, where only
 	// "." means something in a regular expression.
 	rec := "variables.guard.find(" + recordSepCEL + " + oldObject.metadata.name.replace('.', '\\\\.') + " + sepCEL + " + '[^' + " + recordSepCEL + " + ']*')"
-	vap := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			ParamKind:     &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"},
-			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{apiwardenv1alpha1.GroupVersion.Group}, APIVersions: []string{"*"}, Resources: []string{"apipolicies"}},
-				}}}},
-			Variables: []admissionregistrationv1.Variable{
-				{Name: "guard", Expression: "has(params.data) && " + lit(GuardKey) + " in params.data ? params.data[" + lit(GuardKey) + "] : ''"},
-				{Name: "record", Expression: rec},
-			},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: "variables.record == ''",
-				MessageExpression: "'Deleting APIPolicy ' + request.namespace + '/' + oldObject.metadata.name + ' would leave exposed objects without the protection a Deny baseline requires: ' + " +
-					"variables.record.split(" + sepCEL + ")[1] + '. Attach another APIPolicy that provides it first, or remove the exposure.'",
-				Reason: ptr.To(metav1.StatusReasonForbidden),
-			}},
+	return compiled(b, GuardKind, ownNamespace, celPolicy{
+		group: apiwardenv1alpha1.GroupVersion.Group, resource: "apipolicies",
+		operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
+		variables: []admissionregistrationv1.Variable{
+			{Name: "guard", Expression: "has(params.data) && " + lit(GuardKey) + " in params.data ? params.data[" + lit(GuardKey) + "] : ''"},
+			{Name: "record", Expression: rec},
 		},
-	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName: name,
-			// A namespace without params has nothing the guard protects.
-			ParamRef:          &admissionregistrationv1.ParamRef{Name: ParamsName, ParameterNotFoundAction: ptr.To(admissionregistrationv1.AllowAction)},
-			MatchResources:    &admissionregistrationv1.MatchResources{NamespaceSelector: namespaceSelector(b, ownNamespace)},
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		validation: admissionregistrationv1.Validation{
+			Expression: "variables.record == ''",
+			MessageExpression: "'Deleting APIPolicy ' + request.namespace + '/' + oldObject.metadata.name + ' would leave exposed objects without the protection a Deny baseline requires: ' + " +
+				"variables.record.split(" + sepCEL + ")[1] + '. Attach another APIPolicy that provides it first, or remove the exposure.'",
 		},
-	}
-	return vap, binding
+		// A namespace without params has nothing the guard protects.
+		paramNotFound: admissionregistrationv1.AllowAction,
+		action:        admissionregistrationv1.Deny,
+	})
 }
 
 // recordSepCEL is RecordSeparator as a CEL string literal.
