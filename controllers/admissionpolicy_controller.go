@@ -28,6 +28,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/internal/cachetrim"
 	"github.com/apiwarden/apiwarden/internal/exposure"
 	"github.com/apiwarden/apiwarden/internal/render"
 )
@@ -40,10 +41,21 @@ const specHashAnnotation = "apiwarden.io/spec-hash"
 // managedByLabel marks the objects apiwarden writes for CEL admission.
 const managedByLabel = "app.kubernetes.io/managed-by"
 
-// ParamsCacheSelector selects the ConfigMaps apiwarden's cache holds: only
-// the admission params it writes (cmd/manager configures the cache with it,
-// so that the manager does not cache every ConfigMap of the cluster).
-var ParamsCacheSelector = labels.SelectorFromSet(labels.Set{managedByLabel: "apiwarden"})
+// paramsCacheSelector selects the ConfigMaps apiwarden's cache holds: only
+// the admission params it writes, so that the manager does not cache every
+// ConfigMap of the cluster.
+var paramsCacheSelector = labels.SelectorFromSet(labels.Set{managedByLabel: "apiwarden"})
+
+// CacheOptions are the informer cache options the controllers need: objects
+// without managedFields and kubectl's last-applied copy (cachetrim), and of
+// ConfigMaps only the admission params. cmd/manager, the tests and the
+// benchmarks all configure their managers with them.
+func CacheOptions() ctrlcache.Options {
+	return ctrlcache.Options{
+		DefaultTransform: cachetrim.Transform(),
+		ByObject:         map[client.Object]ctrlcache.ByObject{&corev1.ConfigMap{}: {Label: paramsCacheSelector}},
+	}
+}
 
 // AdmissionPolicyReconciler compiles every APIBaseline in CEL or Both
 // admission mode into one ValidatingAdmissionPolicy and binding per

@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -82,7 +81,7 @@ func runMain(m *testing.M) int {
 	}
 	defer func() { _ = env.Stop() }()
 	opts := ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}}
-	opts.Cache.ByObject = map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Label: controllers.ParamsCacheSelector}}
+	opts.Cache = controllers.CacheOptions()
 	mgr, err := ctrl.NewManager(env.Config, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

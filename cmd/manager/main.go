@@ -14,12 +14,9 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	_ "k8s.io/client-go/plugin/pkg/client/auth" // Cloud auth plugins for out-of-cluster kubeconfigs.
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -30,7 +27,6 @@ import (
 
 	"github.com/apiwarden/apiwarden/controllers"
 	"github.com/apiwarden/apiwarden/internal/authz"
-	"github.com/apiwarden/apiwarden/internal/cachetrim"
 	"github.com/apiwarden/apiwarden/internal/render"
 	"github.com/apiwarden/apiwarden/internal/render/gateways"
 	"github.com/apiwarden/apiwarden/internal/scheme"
@@ -181,11 +177,10 @@ func run(ctx context.Context, args []string) error {
 		GracefulShutdownTimeout:       &o.gracefulShutdown,
 	}
 	// Keep managedFields and kubectl's last-applied copy out of the
-	// informer caches: apiwarden never reads them, and they are often the
-	// largest part of an object.
-	mgrOpts.Cache.DefaultTransform = cachetrim.Transform()
-	// The only ConfigMaps apiwarden reads are the admission params it writes.
-	mgrOpts.Cache.ByObject = map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Label: controllers.ParamsCacheSelector}}
+	// informer caches (apiwarden never reads them, and they are often the
+	// largest part of an object), and of ConfigMaps cache only the
+	// admission params apiwarden writes.
+	mgrOpts.Cache = controllers.CacheOptions()
 	if o.has(roleWebhook) {
 		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir})
 	}

@@ -179,18 +179,7 @@ func TestChart(t *testing.T) {
 				t.Fatal(err)
 			}
 			in := decodeInstall(t, objs)
-			if errs := checkWiring(in); len(errs) > 0 {
-				t.Errorf("the chart's objects are not wired together:%s", errorsText(errs))
-			}
-			for _, d := range in.deployments {
-				if errs := checkHA(d, 2); len(errs) > 0 {
-					t.Errorf("not highly available:%s", errorsText(errs))
-				}
-			}
-			if errs := checkRoles(in); len(errs) > 0 {
-				t.Errorf("the chart's RBAC grants too much:%s", errorsText(errs))
-			}
-			checkPodSecurity(t, in)
+			checkInstall(t, in, "the chart")
 			for _, o := range objs {
 				if ns := o.GetNamespace(); ns != "" && ns != namespace {
 					t.Errorf("%s %s is in namespace %s, not the release's", o.GetKind(), o.GetName(), ns)

@@ -65,19 +65,7 @@ func TestKustomizeDefault(t *testing.T) {
 		t.Errorf("namespace %s does not enforce the restricted Pod Security Standard", ns[0].GetName())
 	}
 
-	in := decodeInstall(t, objs)
-	if errs := checkWiring(in); len(errs) > 0 {
-		t.Errorf("config/default is not wired together:%s", errorsText(errs))
-	}
-	for _, d := range in.deployments {
-		if errs := checkHA(d, 2); len(errs) > 0 {
-			t.Errorf("config/default is not highly available:%s", errorsText(errs))
-		}
-	}
-	if errs := checkRoles(in); len(errs) > 0 {
-		t.Errorf("config/default's RBAC grants too much:%s", errorsText(errs))
-	}
-	checkPodSecurity(t, in)
+	checkInstall(t, decodeInstall(t, objs), "config/default")
 
 	// The CRDs it installs serve the samples users start from; they are
 	// created (dry-run) before the webhook configuration, whose webhook does

@@ -81,6 +81,24 @@ func containerPort(d *appsv1.Deployment, name string, number int32) (int32, bool
 // checkWiring returns every reference between the objects of an
 // installation that does not resolve: the mistakes a rename or a prefix
 // makes and that the apiserver accepts without complaint.
+// checkInstall runs every check of rendered manifests (what names them in
+// failures): wiring, HA (two replicas at least), RBAC and Pod Security.
+func checkInstall(t *testing.T, in *install, what string) {
+	t.Helper()
+	if errs := checkWiring(in); len(errs) > 0 {
+		t.Errorf("%s: the objects are not wired together:%s", what, errorsText(errs))
+	}
+	for _, d := range in.deployments {
+		if errs := checkHA(d, 2); len(errs) > 0 {
+			t.Errorf("%s: not highly available:%s", what, errorsText(errs))
+		}
+	}
+	if errs := checkRoles(in); len(errs) > 0 {
+		t.Errorf("%s: the RBAC grants too much:%s", what, errorsText(errs))
+	}
+	checkPodSecurity(t, in)
+}
+
 func checkWiring(in *install) []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }

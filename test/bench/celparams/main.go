@@ -31,7 +31,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -39,7 +38,6 @@ import (
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/controllers"
-	"github.com/apiwarden/apiwarden/internal/cachetrim"
 	"github.com/apiwarden/apiwarden/internal/exposure"
 	"github.com/apiwarden/apiwarden/internal/testenv"
 )
@@ -90,8 +88,7 @@ func run(n, namespaces, clients int, timeout time.Duration) error {
 	mcfg := *env.Config
 	mcfg.QPS, mcfg.Burst = 200, 400 // cmd/manager's defaults
 	opts := ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}}
-	opts.Cache.DefaultTransform = cachetrim.Transform()
-	opts.Cache.ByObject = map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Label: controllers.ParamsCacheSelector}}
+	opts.Cache = controllers.CacheOptions()
 	mgr, err := ctrl.NewManager(&mcfg, opts)
 	if err != nil {
 		return err

@@ -46,7 +46,6 @@ import (
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/controllers"
-	"github.com/apiwarden/apiwarden/internal/cachetrim"
 	"github.com/apiwarden/apiwarden/internal/render"
 	"github.com/apiwarden/apiwarden/internal/render/envoygateway"
 	"github.com/apiwarden/apiwarden/internal/testenv"
@@ -97,7 +96,7 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration,
 	mcfg := cfg
 	mcfg.QPS, mcfg.Burst = qps, burst
 	mgrOpts := ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}}
-	mgrOpts.Cache.DefaultTransform = cachetrim.Transform()
+	mgrOpts.Cache = controllers.CacheOptions()
 	mgr, err := ctrl.NewManager(&mcfg, mgrOpts)
 	if err != nil {
 		return err

@@ -53,7 +53,6 @@ import (
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/controllers"
-	"github.com/apiwarden/apiwarden/internal/cachetrim"
 	"github.com/apiwarden/apiwarden/internal/coverage"
 	"github.com/apiwarden/apiwarden/internal/policyreport"
 	"github.com/apiwarden/apiwarden/internal/testenv"
@@ -246,7 +245,7 @@ func run(s sizes, clients int, resync, timeout time.Duration) error {
 	mcfg.QPS, mcfg.Burst = 200, 400 // cmd/manager's defaults
 	mcfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter }
 	mgrOpts := ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}}
-	mgrOpts.Cache.DefaultTransform = cachetrim.Transform()
+	mgrOpts.Cache = controllers.CacheOptions()
 	mgr, err := ctrl.NewManager(&mcfg, mgrOpts)
 	if err != nil {
 		return err
