@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -31,6 +33,7 @@ import (
 	"github.com/apiwarden/apiwarden/internal/render/gateways"
 	"github.com/apiwarden/apiwarden/internal/scheme"
 	"github.com/apiwarden/apiwarden/internal/version"
+	"github.com/apiwarden/apiwarden/internal/webhookcert"
 	"github.com/apiwarden/apiwarden/webhooks"
 )
 
@@ -53,6 +56,15 @@ type options struct {
 	leaderElectionID        string
 	webhookPort             int
 	webhookCertDir          string
+	webhookCertMode         string
+	webhookSecret           string
+	webhookConfiguration    string
+	webhookService          string
+	webhookCertHosts        string
+	webhookCertValidity     time.Duration
+	webhookCAValidity       time.Duration
+	webhookCAPropagation    time.Duration
+	shutdownDelay           time.Duration
 	namespace               string
 	gracefulShutdown        time.Duration
 	authzGRPCAddr           string
@@ -79,6 +91,15 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "apiwarden.io", "Name of the leader-election Lease.")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the admission webhook's HTTPS server.")
 	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server; defaults to controller-runtime's temporary directory.")
+	fs.StringVar(&o.webhookCertMode, "webhook-cert-mode", certModeFiles,
+		"Where the webhook's serving certificate comes from: files (tls.crt and tls.key in --webhook-cert-dir, reloaded when they change; cert-manager writes them) or self-managed (the webhook replicas make a CA and certificate in --webhook-secret, inject the CA into --webhook-configuration and rotate both before they expire).")
+	fs.StringVar(&o.webhookSecret, "webhook-secret", "apiwarden-webhook-cert", "Self-managed mode: the Secret, in --namespace, holding the webhook's CA and serving certificate.")
+	fs.StringVar(&o.webhookConfiguration, "webhook-configuration", "apiwarden-validating-webhook-configuration", "Self-managed mode: the ValidatingWebhookConfiguration whose webhooks get the CA bundle.")
+	fs.StringVar(&o.webhookService, "webhook-service", "apiwarden-webhook-service", "Self-managed mode: the webhook's Service in --namespace; its DNS names go into the serving certificate.")
+	fs.StringVar(&o.webhookCertHosts, "webhook-cert-hosts", "", "Self-managed mode: comma-separated extra DNS names or IP addresses for the serving certificate, for an apiserver that calls the webhook by URL.")
+	fs.DurationVar(&o.webhookCertValidity, "webhook-cert-validity", 90*24*time.Hour, "Self-managed mode: lifetime of the serving certificate; renewed when a third is left.")
+	fs.DurationVar(&o.webhookCAValidity, "webhook-ca-validity", 3*365*24*time.Hour, "Self-managed mode: lifetime of the CA; renewed when a third is left, at least twice --webhook-cert-validity.")
+	fs.DurationVar(&o.webhookCAPropagation, "webhook-ca-propagation", time.Minute, "Self-managed mode: how long a new CA is in the webhook configuration before certificates it signs are served (time for every apiserver to see it); at most a sixth of --webhook-cert-validity.")
 	fs.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "apiwarden-system"), "apiwarden's own namespace: never governed, and where the API-key pepper Secret lives; defaults to $POD_NAMESPACE, else apiwarden-system.")
 	fs.StringVar(&o.authzGRPCAddr, "authz-grpc-bind-address", ":9001", "Address of the authz role's Envoy ext_authz gRPC server; \"0\" turns it off.")
 	fs.StringVar(&o.authzHTTPAddr, "authz-http-bind-address", ":9002", "Address of the authz role's HTTP forward-auth server; \"0\" turns it off.")
@@ -90,6 +111,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.policyReports, "policy-reports", true, "Keep a wgpolicyk8s.io/v1alpha2 PolicyReport named apiwarden in every namespace with governed exposed objects (controllers role), once the PolicyReport CRD exists.")
 	fs.BoolVar(&o.installPolicyReportCRD, "install-policyreport-crd", true, "Install the PolicyReport CRD (as Kyverno ships it) when the cluster does not have it; an existing one is never changed.")
 	fs.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for in-flight requests and reconciles on shutdown.")
+	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second,
+		"On SIGTERM, how long the replica reports not ready and keeps serving before it stops accepting requests, so that endpoints stop routing to it first; then in-flight requests drain within --graceful-shutdown-timeout.")
 	o.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -123,10 +146,41 @@ func parseFlags(args []string) (*options, error) {
 	if o.webhookPort < 1 || o.webhookPort > 65535 {
 		return nil, fmt.Errorf("--webhook-port: %d is not a TCP port", o.webhookPort)
 	}
+	switch o.webhookCertMode {
+	case certModeFiles:
+	case certModeSelfManaged:
+		if err := o.certConfig().Validate(); err != nil {
+			return nil, fmt.Errorf("--webhook-cert-mode=self-managed: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("--webhook-cert-mode: %q is neither %s nor %s", o.webhookCertMode, certModeFiles, certModeSelfManaged)
+	}
+	if o.shutdownDelay < 0 || o.gracefulShutdown < 0 {
+		return nil, errors.New("--shutdown-delay and --graceful-shutdown-timeout cannot be negative")
+	}
 	return o, nil
 }
 
 func (o *options) has(role string) bool { return slices.Contains(o.roles, role) }
+
+// Values of --webhook-cert-mode.
+const (
+	certModeFiles       = "files"
+	certModeSelfManaged = "self-managed"
+)
+
+// certConfig is the self-managed certificate's configuration: the
+// Service's DNS names, then the extra hosts.
+func (o *options) certConfig() webhookcert.Config {
+	svc, ns := o.webhookService, o.namespace
+	hosts := []string{svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local", svc + "." + ns, svc}
+	for _, h := range strings.Split(o.webhookCertHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return webhookcert.Config{Hosts: hosts, CertValidity: o.webhookCertValidity, CAValidity: o.webhookCAValidity, Propagation: o.webhookCAPropagation}
+}
 
 func envOr(name, fallback string) string {
 	if v := os.Getenv(name); v != "" {
@@ -181,12 +235,67 @@ func run(ctx context.Context, args []string) error {
 	// largest part of an object), and of ConfigMaps cache only the
 	// admission params apiwarden writes.
 	mgrOpts.Cache = controllers.CacheOptions()
+	var keeper *webhookcert.Keeper
 	if o.has(roleWebhook) {
-		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir})
+		whOpts := webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir}
+		if o.webhookCertMode == certModeSelfManaged {
+			keeper, err = webhookcert.New(cfg, webhookcert.Options{
+				Config: o.certConfig(), Namespace: o.namespace, SecretName: o.webhookSecret,
+				WebhookConfiguration: o.webhookConfiguration, Registerer: metrics.Registry,
+				Log: ctrl.Log.WithName("webhook-certificate"),
+			})
+			if err != nil {
+				return fmt.Errorf("--webhook-cert-mode=self-managed: %w", err)
+			}
+			// The certificate is served from memory the moment the
+			// Secret changes: no file, no kubelet volume refresh.
+			whOpts.TLSOpts = append(whOpts.TLSOpts, func(c *tls.Config) { c.GetCertificate = keeper.GetCertificate })
+		}
+		mgrOpts.WebhookServer = webhook.NewServer(whOpts)
 	}
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
+	}
+	if keeper != nil {
+		if err := mgr.Add(keeper); err != nil {
+			return fmt.Errorf("adding the webhook certificate keeper: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("webhook-certificate", keeper.Ready); err != nil {
+			return fmt.Errorf("adding the webhook certificate readiness check: %w", err)
+		}
+	}
+
+	// On SIGTERM the replica first reports not ready and keeps serving for
+	// --shutdown-delay, while endpoints stop sending it requests; only then
+	// does the manager stop, draining in-flight admission and authz
+	// requests. mgrCtx is the manager's lifetime.
+	mgrCtx, stopManager := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopManager()
+	var draining atomic.Bool
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-mgrCtx.Done():
+			return
+		}
+		draining.Store(true)
+		log.Info("Shutting down: reporting not ready and serving for the shutdown delay", "delay", o.shutdownDelay)
+		delay := time.NewTimer(o.shutdownDelay)
+		defer delay.Stop()
+		select {
+		case <-delay.C:
+		case <-mgrCtx.Done():
+		}
+		stopManager()
+	}()
+	if err := mgr.AddReadyzCheck("shutdown", func(*http.Request) error {
+		if draining.Load() {
+			return errors.New("shutting down")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("adding the shutdown readiness check: %w", err)
 	}
 
 	if o.has(roleControllers) {
@@ -236,7 +345,7 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("registering admission metrics: %w", err)
 		}
-		store, err := webhooks.Setup(ctx, mgr, webhooks.Options{OwnNamespace: o.namespace, Metrics: admissionMetrics}, gatewayAPI)
+		store, err := webhooks.Setup(mgrCtx, mgr, webhooks.Options{OwnNamespace: o.namespace, Metrics: admissionMetrics}, gatewayAPI)
 		if err != nil {
 			return fmt.Errorf("setting up admission webhooks: %w", err)
 		}
@@ -250,7 +359,7 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	if o.has(roleAuthz) {
-		svc, err := authz.Setup(ctx, mgr, authz.Options{
+		svc, err := authz.Setup(mgrCtx, mgr, authz.Options{
 			Namespace: o.namespace, GRPCAddr: o.authzGRPCAddr, HTTPAddr: o.authzHTTPAddr, CertDir: o.authzCertDir,
 			Registerer: metrics.Registry,
 		})
@@ -278,7 +387,7 @@ func run(ctx context.Context, args []string) error {
 
 	log.Info("Starting manager", "metrics", o.metricsAddr, "probes", o.probeAddr,
 		"leaderElection", mgrOpts.LeaderElection)
-	if err := mgr.Start(ctx); err != nil {
+	if err := mgr.Start(mgrCtx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	log.Info("Manager stopped")

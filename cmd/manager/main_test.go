@@ -39,6 +39,11 @@ func TestParseFlags(t *testing.T) {
 		{name: "bad webhook port", args: []string{"--webhook-port=70000"}, wantErr: "is not a TCP port"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
 		{name: "unknown flag", args: []string{"--no-such-flag"}, wantErr: "flag provided but not defined"},
+		{name: "self-managed certificate", args: []string{"--webhook-cert-mode=self-managed"}, wantRoles: []string{"controllers", "webhook", "authz"}},
+		{name: "unknown certificate mode", args: []string{"--webhook-cert-mode=vault"}, wantErr: `"vault" is neither files nor self-managed`},
+		{name: "CA shorter than two certificates", args: []string{"--webhook-cert-mode=self-managed", "--webhook-cert-validity=720h", "--webhook-ca-validity=1000h"}, wantErr: "shorter than twice the certificate validity"},
+		{name: "propagation longer than a sixth", args: []string{"--webhook-cert-mode=self-managed", "--webhook-cert-validity=1h", "--webhook-ca-propagation=20m"}, wantErr: "at most a sixth"},
+		{name: "negative shutdown delay", args: []string{"--shutdown-delay=-1s"}, wantErr: "cannot be negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,10 +88,7 @@ func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin, err := testenv.BuildBinary("./cmd/manager", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := managerBinary(t)
 
 	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
@@ -229,11 +231,7 @@ func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
 
 func TestManagerFailsClearlyWithoutACluster(t *testing.T) {
 	dir := t.TempDir()
-	bin, err := testenv.BuildBinary("./cmd/manager", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--roles=controllers")
+	cmd := exec.Command(managerBinary(t), "--roles=controllers")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(dir, "missing"), "KUBERNETES_SERVICE_HOST=", "HOME="+dir)
 	out, err := cmd.CombinedOutput()
 	if err == nil {
