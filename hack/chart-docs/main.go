@@ -102,9 +102,12 @@ const intro = "## Install\n\n" +
 	"Label the release namespace `pod-security.kubernetes.io/enforce=restricted`: every pod the chart makes meets that standard.\n\n" +
 	"With `webhook.certificate.mode: cert-manager` (the default) the chart needs cert-manager: it makes a Certificate " +
 	"(self-signed, or from `webhook.certificate.issuerRef`) and cert-manager's cainjector copies its CA into the " +
-	"ValidatingWebhookConfiguration. `self-managed` renders no cert-manager object and passes `--webhook-cert-mode=self-managed` " +
-	"to the manager, which will make, inject and rotate its own certificate; that flag is not in the manager yet " +
-	"(issue #8), so use `cert-manager` until a release names it.\n\n" +
+	"ValidatingWebhookConfiguration. `self-managed` needs no cert-manager: every webhook replica " +
+	"(`--webhook-cert-mode=self-managed`) keeps a CA and serving certificate in the Secret `<fullname>-webhook-cert`, " +
+	"serves it from memory the moment it changes, injects the CA into the ValidatingWebhookConfiguration " +
+	"(the chart grants get, list, watch and update of that one object, by name) and renews the certificate when a third " +
+	"of `duration` is left and the CA when a third of `caDuration` is left, with the old and new CA both trusted " +
+	"during the change, so no admission fails (docs/install.md).\n\n" +
 	"`roles` chooses what the manager runs; `authz.separateDeployment: true` runs the authz service as its own " +
 	"Deployment, scaled by `authz.replicas`. `defaultBaseline.mode` other than `\"off\"` creates an APIBaseline " +
 	"that governs the namespaces `defaultBaseline.namespaceSelector` selects.\n\n" +

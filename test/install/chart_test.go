@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -121,8 +122,32 @@ func TestChart(t *testing.T) {
 			if len(in.webhooks) != 1 || len(in.webhooks[0].Annotations) != 0 {
 				t.Error("the webhook configuration asks cert-manager to inject a CA")
 			}
-			if v, _ := flagValue(managerArgs(t, in, "aw-selfcert-apiwarden-manager"), "webhook-cert-mode"); v != "self-managed" {
-				t.Errorf("--webhook-cert-mode=%q, want self-managed", v)
+			args := managerArgs(t, in, "aw-selfcert-apiwarden-manager")
+			for flag, want := range map[string]string{
+				"webhook-cert-mode": "self-managed", "webhook-secret": "aw-selfcert-apiwarden-webhook-cert",
+				"webhook-configuration": in.webhooks[0].Name, "webhook-service": "aw-selfcert-apiwarden-webhook",
+			} {
+				if v, _ := flagValue(args, flag); v != want {
+					t.Errorf("--%s=%q, want %q", flag, v, want)
+				}
+			}
+			if _, ok := flagValue(args, "webhook-cert-dir"); ok {
+				t.Error("the manager still reads its certificate from a directory")
+			}
+			for _, v := range in.deployments[0].Spec.Template.Spec.Volumes {
+				if v.Name == "webhook-certs" {
+					t.Error("a certificate volume is mounted although the certificate is served from memory")
+				}
+			}
+			// Its own webhook configuration, by name, and nothing else.
+			var vwcRules []rbacv1.PolicyRule
+			for _, r := range in.clusterRoles[0].Rules {
+				if slices.Contains(r.Resources, "validatingwebhookconfigurations") {
+					vwcRules = append(vwcRules, r)
+				}
+			}
+			if len(vwcRules) != 1 || !slices.Equal(vwcRules[0].ResourceNames, []string{in.webhooks[0].Name}) || slices.Contains(vwcRules[0].Verbs, "create") {
+				t.Errorf("the ClusterRole's rules on webhook configurations are %+v, want one, limited to %s", vwcRules, in.webhooks[0].Name)
 			}
 		}},
 		{name: "default baseline Deny", release: "aw-deny", set: []string{"defaultBaseline.mode=Deny", "defaultBaseline.name=chart-deny"}, check: func(t *testing.T, objs []*unstructured.Unstructured, in *install) {

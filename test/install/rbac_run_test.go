@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,44 +42,22 @@ func TestManagerRunsWithItsOwnRBAC(t *testing.T) {
 	}
 	applyAll(t, kept, nil)
 
-	const sa = "apiwarden-controller-manager"
-	user, err := testEnv.AddUser(envtest.User{
-		Name:   "system:serviceaccount:" + defaultNamespace + ":" + sa,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + defaultNamespace, "system:authenticated"},
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]int, 5)
+	for i := range ports {
+		var err error
+		if ports[i], err = testenv.FreePort(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	certDir := filepath.Join(dir, "certs")
+	certDir := filepath.Join(t.TempDir(), "certs")
 	if err := os.Mkdir(certDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := testenv.WriteSelfSignedCert(certDir); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	bin, err := testenv.BuildBinary("./cmd/manager", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("manager built in %s", time.Since(start).Round(time.Second))
-
-	ports := make([]int, 5)
-	for i := range ports {
-		if ports[i], err = testenv.FreePort(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	probeAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
-	cmd := exec.Command(bin,
+	m := startManagerAs(t, defaultNamespace, "apiwarden-controller-manager",
 		"--roles=controllers,webhook,authz",
 		"--namespace="+defaultNamespace,
 		"--leader-election-namespace="+defaultNamespace,
@@ -89,37 +68,8 @@ func TestManagerRunsWithItsOwnRBAC(t *testing.T) {
 		fmt.Sprintf("--authz-grpc-bind-address=127.0.0.1:%d", ports[3]),
 		fmt.Sprintf("--authz-http-bind-address=127.0.0.1:%d", ports[4]),
 	)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(dir, "kubeconfig"), "POD_NAMESPACE="+defaultNamespace)
-	var logs testenv.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("manager output:\n%s", logs.String())
-		}
-	})
 	ctx := context.Background()
-	until := func(what string, timeout time.Duration, cond func(ctx context.Context) bool) {
-		t.Helper()
-		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-			select {
-			case err := <-exited:
-				return false, fmt.Errorf("the manager exited: %v", err)
-			default:
-			}
-			return cond(ctx), nil
-		})
-		if err != nil {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-	}
-
+	until := m.until
 	until("readyz", 90*time.Second, func(context.Context) bool {
 		resp, err := http.Get("http://" + probeAddr + "/readyz")
 		if err != nil {
@@ -168,9 +118,98 @@ func TestManagerRunsWithItsOwnRBAC(t *testing.T) {
 		return len(consumers) == 2
 	})
 
-	for _, line := range strings.Split(logs.String(), "\n") {
+	m.checkNotRefused(t)
+}
+
+// managerRun is the manager binary running as a ServiceAccount.
+type managerRun struct {
+	logs   *testenv.Buffer
+	exited chan error
+	// until polls cond until it holds, failing the test on timeout or if
+	// the manager exits.
+	until func(what string, timeout time.Duration, cond func(ctx context.Context) bool)
+}
+
+// startManagerAs runs the manager binary with args, authenticated as the
+// ServiceAccount namespace/name and authorised by nothing but the RBAC
+// bound to it; it is killed when the test ends.
+func startManagerAs(t *testing.T, namespace, name string, args ...string) *managerRun {
+	t.Helper()
+	user, err := testEnv.AddUser(envtest.User{
+		Name:   "system:serviceaccount:" + namespace + ":" + name,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := managerBinary(t)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(dir, "kubeconfig"), "POD_NAMESPACE="+namespace)
+	m := &managerRun{logs: &testenv.Buffer{}, exited: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = m.logs, m.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { m.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-m.exited
+		if t.Failed() {
+			t.Logf("manager output:\n%s", m.logs.String())
+		}
+	})
+	m.until = func(what string, timeout time.Duration, cond func(ctx context.Context) bool) {
+		t.Helper()
+		err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+			select {
+			case err := <-m.exited:
+				return false, fmt.Errorf("the manager exited: %v", err)
+			default:
+			}
+			return cond(ctx), nil
+		})
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+	}
+	return m
+}
+
+// checkNotRefused fails the test for every request the apiserver refused.
+func (m *managerRun) checkNotRefused(t *testing.T) {
+	t.Helper()
+	for _, line := range strings.Split(m.logs.String(), "\n") {
 		if strings.Contains(line, "forbidden") || strings.Contains(line, "Forbidden") {
 			t.Errorf("the apiserver refused the manager something its RBAC should allow: %s", line)
 		}
 	}
+}
+
+// The manager binary, built once for the package's tests into binDir.
+var (
+	binDir  string
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+func managerBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		start := time.Now()
+		binPath, binErr = testenv.BuildBinary("./cmd/manager", binDir)
+		t.Logf("manager built in %s", time.Since(start).Round(time.Second))
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
 }

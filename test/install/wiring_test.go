@@ -330,8 +330,15 @@ func checkHA(d *appsv1.Deployment, minReplicas int32) []error {
 				fail("--graceful-shutdown-timeout=%s: %v", v, err)
 			}
 		}
-		if pod.TerminationGracePeriodSeconds == nil || time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second <= shutdown {
-			fail("terminationGracePeriodSeconds %v is not longer than the manager's graceful shutdown (%s)", pod.TerminationGracePeriodSeconds, shutdown)
+		delay := 5 * time.Second // the manager's default --shutdown-delay
+		if v, ok := flagValue(c.Args, "shutdown-delay"); ok {
+			var err error
+			if delay, err = time.ParseDuration(v); err != nil {
+				fail("--shutdown-delay=%s: %v", v, err)
+			}
+		}
+		if pod.TerminationGracePeriodSeconds == nil || time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second <= delay+shutdown {
+			fail("terminationGracePeriodSeconds %v is not longer than the manager's shutdown delay and graceful shutdown (%s + %s)", pod.TerminationGracePeriodSeconds, delay, shutdown)
 		}
 		probe := func(what string, p *corev1.Probe, path string) {
 			if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path {

@@ -132,15 +132,22 @@ spec:
             - --leader-election-namespace=$(POD_NAMESPACE)
             - --metrics-bind-address={{ if $v.metrics.enabled }}:8080{{ else }}0{{ end }}
             - --health-probe-bind-address=:8081
+            - --shutdown-delay={{ $v.shutdownDelay }}
             - --graceful-shutdown-timeout={{ $v.gracefulShutdownTimeout }}
             - --gateway={{ $v.gateway }}
             - --authz-service={{ include "apiwarden.fullname" $root }}-authz
             - --zap-log-level={{ $v.logLevel }}
             {{- if $webhook }}
             - --webhook-port=9443
-            - --webhook-cert-dir={{ include "apiwarden.webhookCertDir" $root }}
             {{- if eq $v.webhook.certificate.mode "self-managed" }}
             - --webhook-cert-mode=self-managed
+            - --webhook-secret={{ include "apiwarden.fullname" $root }}-webhook-cert
+            - --webhook-configuration={{ include "apiwarden.fullname" $root }}
+            - --webhook-service={{ include "apiwarden.fullname" $root }}-webhook
+            - --webhook-cert-validity={{ $v.webhook.certificate.duration }}
+            - --webhook-ca-validity={{ $v.webhook.certificate.caDuration }}
+            {{- else }}
+            - --webhook-cert-dir={{ include "apiwarden.webhookCertDir" $root }}
             {{- end }}
             {{- end }}
             {{- if $authz }}
@@ -201,23 +208,18 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
-            {{- if $webhook }}
+            {{- if and $webhook (eq $v.webhook.certificate.mode "cert-manager") }}
             - name: webhook-certs
               mountPath: {{ include "apiwarden.webhookCertDir" $root }}
-              readOnly: {{ eq $v.webhook.certificate.mode "cert-manager" }}
+              readOnly: true
             {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
-        {{- if $webhook }}
+        {{- if and $webhook (eq $v.webhook.certificate.mode "cert-manager") }}
         - name: webhook-certs
-          {{- if eq $v.webhook.certificate.mode "cert-manager" }}
           secret:
             secretName: {{ include "apiwarden.fullname" $root }}-webhook-cert
-          {{- else }}
-          emptyDir:
-            sizeLimit: 1Mi
-          {{- end }}
         {{- end }}
 {{- end -}}
