@@ -99,6 +99,10 @@ build: ## Build the manager and the CLI into bin/.
 run-local: build envtest ## Run a local control plane with apiwarden; Ctrl-C stops everything.
 	$(GO) run ./hack/run-local --manager bin/manager
 
+.PHONY: demo
+demo: build envtest ## The whole story on a local control plane in about a minute and a half; KEEP=1 leaves it running.
+	$(GO) run ./hack/demo --manager bin/manager $(if $(KEEP),--keep)
+
 .PHONY: clean
 clean: ## Remove build output (not the envtest cache, nor .run-local).
 	rm -rf bin dist
