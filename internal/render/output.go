@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -38,6 +39,20 @@ func WriteYAML(w io.Writer, p *apiwardenv1alpha1.APIPolicy, plans []TargetPlan) 
 		}
 		for _, b := range tp.Result.WouldBlock {
 			fmt.Fprintf(w, "#   dry run: %s\n", oneLine(b))
+		}
+		if len(tp.Result.TargetAnnotations) > 0 {
+			// Annotations on the target, which belongs to someone else: a
+			// command to run, not a document that would replace it.
+			keys := make([]string, 0, len(tp.Result.TargetAnnotations))
+			for k := range tp.Result.TargetAnnotations {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			fmt.Fprintf(w, "#   on the target: kubectl -n %s annotate --overwrite %s %s", p.Namespace, strings.ToLower(tp.Ref.Kind), tp.Ref.Name)
+			for _, k := range keys {
+				fmt.Fprintf(w, " %s=%s", k, oneLine(tp.Result.TargetAnnotations[k]))
+			}
+			fmt.Fprintln(w)
 		}
 		for _, o := range tp.Result.Objects {
 			doc, err := MarshalYAML(o)

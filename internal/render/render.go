@@ -8,7 +8,9 @@ package render
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,6 +44,20 @@ type AuthzService struct {
 	Namespace, Name string
 	// GRPCPort serves Envoy's ext_authz; HTTPPort serves forward-auth.
 	GRPCPort, HTTPPort int32
+	// HTTPURL, when set, is the base URL (scheme, host and port) at which
+	// gateways reach the forward-auth server, instead of the Service's DNS
+	// name: for a gateway outside the cluster or behind a mesh.
+	HTTPURL string
+}
+
+// ForwardAuthURL is the URL a gateway's forward-auth calls for policy
+// ("namespace/name"): the authz service's forward-auth endpoint.
+func (a AuthzService) ForwardAuthURL(policy string) string {
+	base := a.HTTPURL
+	if base == "" {
+		base = "http://" + a.Name + "." + a.Namespace + ".svc:" + strconv.Itoa(int(a.HTTPPort))
+	}
+	return strings.TrimRight(base, "/") + "/v1/forward-auth/" + policy
 }
 
 // DefaultAuthzService is the Service installed by config/default.
@@ -103,6 +119,11 @@ type Result struct {
 	// Gateway that does not validate client certificates): the policy
 	// reports Enforced=False with this message.
 	NotEnforced string
+	// TargetAnnotations are annotations to set on the target itself, for a
+	// gateway that reads its configuration there (Traefik's Ingress
+	// provider). They are server-side applied with field manager apiwarden,
+	// so only these keys are touched, and removed when no longer rendered.
+	TargetAnnotations map[string]string
 }
 
 // Renderer renders policies for one gateway.
@@ -235,4 +256,34 @@ func AuthzReferenceGrant(namespace string, authz AuthzService) *gatewayv1.Refere
 			To:   []gatewayv1.ReferenceGrantTo{{Group: "", Kind: "Service", Name: ptr.To(gatewayv1.ObjectName(authz.Name))}},
 		},
 	}
+}
+
+// ResponseHeaders are the HSTS (RFC 6797), Deprecation (RFC 9745), Sunset
+// (RFC 8594) and Link headers of a spec.
+func ResponseHeaders(s apiwardenv1alpha1.APIPolicySpec) []gatewayv1.HTTPHeader {
+	var out []gatewayv1.HTTPHeader
+	if s.TLS != nil && s.TLS.HSTS != nil {
+		h := s.TLS.HSTS
+		v := "max-age=" + strconv.FormatInt(h.MaxAgeSeconds, 10)
+		if h.IncludeSubDomains == apiwardenv1alpha1.FeatureEnabled {
+			v += "; includeSubDomains"
+		}
+		if h.Preload == apiwardenv1alpha1.FeatureEnabled {
+			v += "; preload"
+		}
+		out = append(out, gatewayv1.HTTPHeader{Name: "Strict-Transport-Security", Value: v})
+	}
+	if v := s.Versioning; v != nil {
+		if v.Deprecation != nil {
+			// RFC 9745: a Structured Field Date, "@" and Unix seconds.
+			out = append(out, gatewayv1.HTTPHeader{Name: "Deprecation", Value: "@" + strconv.FormatInt(v.Deprecation.Unix(), 10)})
+		}
+		if v.Sunset != nil {
+			out = append(out, gatewayv1.HTTPHeader{Name: "Sunset", Value: v.Sunset.UTC().Format(http.TimeFormat)})
+		}
+		if v.Link != "" {
+			out = append(out, gatewayv1.HTTPHeader{Name: "Link", Value: "<" + v.Link + `>; rel="deprecation"; type="text/html"`})
+		}
+	}
+	return out
 }

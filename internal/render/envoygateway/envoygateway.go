@@ -15,7 +15,6 @@ package envoygateway
 
 import (
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -587,7 +586,7 @@ func (b *builder) rateLimit(rl *apiwardenv1alpha1.RateLimit) *egv1a1.RateLimitSp
 // edits the routes users own.
 func (b *builder) clientTrafficPolicy() *egv1a1.ClientTrafficPolicy {
 	s := b.in.Spec
-	headers := responseHeaders(s)
+	headers := render.ResponseHeaders(s)
 	if b.dryRun && len(headers) > 0 && headers[0].Name == "Strict-Transport-Security" {
 		// Browsers keep HSTS for max-age, even after the policy goes: it
 		// blocks plain HTTP, so DryRun only reports it.
@@ -654,36 +653,6 @@ func (b *builder) clientTrafficPolicy() *egv1a1.ClientTrafficPolicy {
 	tm, om := b.meta(egv1a1.KindClientTrafficPolicy)
 	spec.PolicyTargetReferences = b.targetRefs()
 	return &egv1a1.ClientTrafficPolicy{TypeMeta: tm, ObjectMeta: om, Spec: spec}
-}
-
-// responseHeaders are the HSTS (RFC 6797), Deprecation (RFC 9745), Sunset
-// (RFC 8594) and Link headers of a spec.
-func responseHeaders(s apiwardenv1alpha1.APIPolicySpec) []gatewayv1.HTTPHeader {
-	var out []gatewayv1.HTTPHeader
-	if s.TLS != nil && s.TLS.HSTS != nil {
-		h := s.TLS.HSTS
-		v := "max-age=" + strconv.FormatInt(h.MaxAgeSeconds, 10)
-		if h.IncludeSubDomains == apiwardenv1alpha1.FeatureEnabled {
-			v += "; includeSubDomains"
-		}
-		if h.Preload == apiwardenv1alpha1.FeatureEnabled {
-			v += "; preload"
-		}
-		out = append(out, gatewayv1.HTTPHeader{Name: "Strict-Transport-Security", Value: v})
-	}
-	if v := s.Versioning; v != nil {
-		if v.Deprecation != nil {
-			// RFC 9745: a Structured Field Date, "@" and Unix seconds.
-			out = append(out, gatewayv1.HTTPHeader{Name: "Deprecation", Value: "@" + strconv.FormatInt(v.Deprecation.Unix(), 10)})
-		}
-		if v.Sunset != nil {
-			out = append(out, gatewayv1.HTTPHeader{Name: "Sunset", Value: v.Sunset.UTC().Format(http.TimeFormat)})
-		}
-		if v.Link != "" {
-			out = append(out, gatewayv1.HTTPHeader{Name: "Link", Value: "<" + v.Link + `>; rel="deprecation"; type="text/html"`})
-		}
-	}
-	return out
 }
 
 func headerList(hs []gatewayv1.HTTPHeader) string {

@@ -9,12 +9,13 @@ import (
 	"github.com/apiwarden/apiwarden/internal/render"
 	"github.com/apiwarden/apiwarden/internal/render/envoygateway"
 	"github.com/apiwarden/apiwarden/internal/render/gatewayapi"
+	"github.com/apiwarden/apiwarden/internal/render/traefik"
 )
 
 // Default is the renderer used when --gateway is not given.
 const Default = envoygateway.Name
 
-var all = []render.Renderer{envoygateway.Renderer{}, gatewayapi.Renderer{}}
+var all = []render.Renderer{envoygateway.Renderer{}, gatewayapi.Renderer{}, traefik.Renderer{}}
 
 // Names lists the valid --gateway values.
 func Names() []string {
