@@ -13,7 +13,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/apiwarden/apiwarden/internal/version.Version=$(VERSION)
 GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
-.PHONY: egctl kustomize helm help
+.PHONY: egctl kustomize helm traefik help
 help: ## Show the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
@@ -77,9 +77,13 @@ envtest: ## Provide the kube-apiserver and etcd binaries (cache, setup-envtest, 
 egctl: ## Provide Envoy Gateway's egctl (cache, or a build from the Go module proxy), for the renderer's peer check.
 	@bash hack/egctl.sh >/dev/null
 
-test: verify envtest egctl kustomize helm ## Static checks, unit tests, envtest suites against a real kube-apiserver, and egctl's peer check.
+traefik: ## Provide Traefik Proxy (cache, or a build from the Go module proxy pinned in hack/traefik/go.mod), for the end-to-end traffic tests.
+	@bash hack/traefik.sh >/dev/null
+
+test: verify envtest egctl kustomize helm traefik ## Static checks, unit tests, envtest suites against a real kube-apiserver, egctl's peer check, and traffic through Traefik.
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh 2>/dev/null)" EGCTL="$$(bash hack/egctl.sh 2>/dev/null)" \
-	KUSTOMIZE="$$(bash hack/kustomize.sh 2>/dev/null)" HELM="$$(bash hack/helm.sh 2>/dev/null)" $(GO) test $(GO_TEST_FLAGS) ./...
+	KUSTOMIZE="$$(bash hack/kustomize.sh 2>/dev/null)" HELM="$$(bash hack/helm.sh 2>/dev/null)" \
+	TRAEFIK="$$(bash hack/traefik.sh 2>/dev/null)" $(GO) test $(GO_TEST_FLAGS) ./...
 
 kustomize: ## Provide kustomize (cache, or a build from the Go module proxy pinned in hack/kustomize/go.mod).
 	@bash hack/kustomize.sh >/dev/null

@@ -304,18 +304,25 @@ func (r *APIPolicyReconciler) pruneCertificates(ctx context.Context, p *apiwarde
 	return live, nil
 }
 
-// finalize deletes a policy's Certificates in other namespaces and releases
-// the policy.
+// finalize removes the annotations a policy set on its targets, deletes its
+// Certificates in other namespaces, and releases the policy.
 func (r *APIPolicyReconciler) finalize(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) error {
-	if !controllerutil.ContainsFinalizer(p, certificateFinalizer) {
+	changed, err := r.finalizeAnnotations(ctx, p)
+	if err != nil {
+		return err
+	}
+	if controllerutil.ContainsFinalizer(p, certificateFinalizer) {
+		if r.certManagerInstalled() {
+			if _, err := r.pruneCertificates(ctx, p, map[string]bool{}); err != nil {
+				return err
+			}
+		}
+		controllerutil.RemoveFinalizer(p, certificateFinalizer)
+		changed = true
+	}
+	if !changed {
 		return nil
 	}
-	if r.certManagerInstalled() {
-		if _, err := r.pruneCertificates(ctx, p, map[string]bool{}); err != nil {
-			return err
-		}
-	}
-	controllerutil.RemoveFinalizer(p, certificateFinalizer)
 	return client.IgnoreNotFound(r.Client.Update(ctx, p))
 }
 

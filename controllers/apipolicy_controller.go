@@ -111,7 +111,13 @@ func crdNames(kinds []schema.GroupVersionKind) []string {
 // missingCRDs lists the CRDs the renderer needs that are not installed.
 func (r *APIPolicyReconciler) missingCRDs() []string {
 	var out []string
-	for _, n := range crdNames(append(slices.Clone(gatewayAPIKinds), r.Renderer.Kinds()...)) {
+	need := r.Renderer.Kinds()
+	if r.Renderer.Supports(gatewayv1.GroupName, "HTTPRoute") || r.Renderer.Supports(gatewayv1.GroupName, "Gateway") {
+		// A renderer for Gateway API targets needs their CRDs too; one
+		// for Ingresses (Traefik) does not.
+		need = append(slices.Clone(gatewayAPIKinds), need...)
+	}
+	for _, n := range crdNames(need) {
 		if !r.crds.has(n) {
 			out = append(out, n)
 		}
@@ -374,13 +380,24 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			st.applyFailed(i, err)
 			continue
 		}
+		failed := false
 		for _, o := range tp.Result.Objects {
 			if err := r.apply(ctx, &p, o); err != nil {
-				applyErr = err
+				applyErr, failed = err, true
 				st.applyFailed(i, err)
 				break
 			}
 			applied[renderedRef(o)] = true
+		}
+		// The target points at the objects only once they all exist.
+		if len(tp.Result.TargetAnnotations) > 0 && !failed {
+			ro, err := r.annotateTarget(ctx, &p, tp.Ref, tp.Result.TargetAnnotations)
+			if err != nil {
+				applyErr = err
+				st.applyFailed(i, err)
+				continue
+			}
+			applied[ro] = true
 		}
 	}
 	pruned, pruneErr := r.prune(ctx, &p, applied, applyErr == nil)
@@ -404,6 +421,10 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, err
 	}
 	for _, o := range pruned {
+		if isAnnotatedTarget(o) {
+			r.Recorder.Eventf(&p, corev1.EventTypeNormal, "Pruned", "Removed apiwarden's annotations from %s %s, which the policy no longer renders", o.Kind, o.Name)
+			continue
+		}
 		r.Recorder.Eventf(&p, corev1.EventTypeNormal, "Pruned", "Deleted %s %s, which the policy no longer renders", o.Kind, o.Name)
 	}
 	if applyErr != nil {
@@ -605,6 +626,13 @@ func (r *APIPolicyReconciler) prune(ctx context.Context, p *apiwardenv1alpha1.AP
 	for _, t := range p.Status.Targets {
 		for _, ro := range t.Rendered {
 			if applied[ro] || slices.Contains(out, ro) {
+				continue
+			}
+			if isAnnotatedTarget(ro) {
+				if err := r.unannotateTarget(ctx, p.Namespace, ro); err != nil {
+					return out, fmt.Errorf("removing apiwarden's annotations from %s %s: %w", ro.Kind, ro.Name, err)
+				}
+				out = append(out, ro)
 				continue
 			}
 			gv, err := schema.ParseGroupVersion(ro.APIVersion)

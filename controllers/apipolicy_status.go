@@ -114,6 +114,10 @@ func (b *statusBuilder) plans(plans []render.TargetPlan, applied map[apiwardenv1
 				t.rendered = append(t.rendered, ro)
 			}
 		}
+		if ro, ok := annotatedRef(tp.Ref); ok && len(tp.Result.TargetAnnotations) > 0 && applied[ro] {
+			// The target itself, annotated for the gateway.
+			t.rendered = append(t.rendered, ro)
+		}
 		acc := func(ok bool, reason, msg string) {
 			t.accepted = cond(apiwardenv1alpha1.ConditionAccepted, ok, reason, msg)
 		}

@@ -12,11 +12,14 @@ package controllers
 // +kubebuilder:rbac:groups=apiwarden.io,resources=apipolicies/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways;grpcroutes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=referencegrants,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=gateway.envoyproxy.io,resources=securitypolicies;backendtrafficpolicies;clienttrafficpolicies,verbs=get;create;patch;delete
+// Traefik (--gateway=traefik): its CRDs, and the annotations it reads on
+// Ingresses (patch above; apiwarden sets only its own keys).
+// +kubebuilder:rbac:groups=traefik.io,resources=middlewares;tlsoptions;ingressroutes,verbs=get;create;patch;delete
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;patch;delete
 // The certificate-cleanup finalizer is added and removed on APIPolicies.
 // +kubebuilder:rbac:groups=apiwarden.io,resources=apipolicies,verbs=update;patch

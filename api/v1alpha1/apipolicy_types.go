@@ -641,7 +641,10 @@ type APIPolicySpec struct {
 	Versioning *Versioning `json:"versioning,omitempty"`
 }
 
-// RenderedObject names an object apiwarden created for a policy.
+// RenderedObject names an object apiwarden created for a policy. An entry
+// naming the target itself (an Ingress, with --gateway=traefik) means
+// apiwarden set the gateway's annotations on it; they are removed with the
+// policy, and the target is never deleted.
 type RenderedObject struct {
 	// apiVersion of the rendered object.
 	// +required

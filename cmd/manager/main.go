@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -76,6 +77,7 @@ type options struct {
 	policyReports           bool
 	installPolicyReportCRD  bool
 	authzService            string
+	authzForwardAuthURL     string
 	zap                     zap.Options
 }
 
@@ -105,6 +107,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.authzHTTPAddr, "authz-http-bind-address", ":9002", "Address of the authz role's HTTP forward-auth server; \"0\" turns it off.")
 	fs.StringVar(&o.authzCertDir, "authz-cert-dir", "", "Directory holding tls.crt and tls.key for the authz servers; when empty they serve plaintext, for a mesh or NetworkPolicy-protected pod network.")
 	fs.StringVar(&o.gateway, "gateway", gateways.Default, "Gateway the APIPolicy controller programs: "+strings.Join(gateways.Names(), " or ")+".")
+	fs.StringVar(&o.authzForwardAuthURL, "authz-forward-auth-url", "",
+		"Base URL (scheme, host, port) at which gateways reach the authz role's forward-auth server, when not through --authz-service's DNS name (a gateway outside the cluster, a mesh); rendered forward-auth middlewares call it.")
 	fs.StringVar(&o.authzService, "authz-service", "apiwarden-authz", "Name of the Service, in --namespace, in front of the authz servers (gRPC port 9001, HTTP port 9002); rendered gateway policies send ext_authz requests to it.")
 	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 200, "Client-side limit on requests per second to the apiserver (the apiserver's own priority and fairness still applies).")
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 400, "Requests allowed above --kube-api-qps in a burst.")
@@ -154,6 +158,11 @@ func parseFlags(args []string) (*options, error) {
 		}
 	default:
 		return nil, fmt.Errorf("--webhook-cert-mode: %q is neither %s nor %s", o.webhookCertMode, certModeFiles, certModeSelfManaged)
+	}
+	if u := o.authzForwardAuthURL; u != "" {
+		if parsed, err := url.Parse(u); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || (parsed.Path != "" && parsed.Path != "/") || parsed.RawQuery != "" {
+			return nil, fmt.Errorf("--authz-forward-auth-url: %q is not a base URL such as http://authz.example:9002", u)
+		}
 	}
 	if o.shutdownDelay < 0 || o.gracefulShutdown < 0 {
 		return nil, errors.New("--shutdown-delay and --graceful-shutdown-timeout cannot be negative")
@@ -308,7 +317,7 @@ func run(ctx context.Context, args []string) error {
 		renderer, _ := gateways.Get(o.gateway)
 		if err := (&controllers.APIPolicyReconciler{
 			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("apiwarden"), Renderer: renderer,
-			Authz:      render.AuthzService{Namespace: o.namespace, Name: o.authzService, GRPCPort: 9001, HTTPPort: 9002},
+			Authz:      render.AuthzService{Namespace: o.namespace, Name: o.authzService, GRPCPort: 9001, HTTPPort: 9002, HTTPURL: o.authzForwardAuthURL},
 			Registerer: metrics.Registry,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the APIPolicy controller: %w", err)

@@ -1,0 +1,141 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+)
+
+// Some gateways (Traefik's Ingress provider) read their configuration from
+// annotations on the target itself. apiwarden sets those keys, and only
+// those, by server-side apply under a field manager of their own, lists the
+// target among the policy's rendered objects, and removes the keys (an empty
+// apply under the same manager) when the policy no longer renders them or
+// goes away. The target itself is never created, taken over or deleted.
+
+// targetFieldManager owns the annotations apiwarden sets on targets.
+const targetFieldManager = "apiwarden-target"
+
+// annotationsFinalizer is set on a policy that annotated a target, so the
+// annotations are removed before the policy goes.
+const annotationsFinalizer = "apiwarden.io/target-annotations"
+
+// annotatedKinds are the target kinds apiwarden annotates; apiwarden never
+// renders objects of these kinds, so a rendered entry of one is an
+// annotated target.
+var annotatedKinds = []schema.GroupVersionKind{{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"}}
+
+// annotatedRef is the rendered-object entry that records annotations on the
+// target ref names; false when apiwarden does not annotate its kind.
+func annotatedRef(ref apiwardenv1alpha1.PolicyTargetReference) (apiwardenv1alpha1.RenderedObject, bool) {
+	for _, gvk := range annotatedKinds {
+		if gvk.Group == ref.Group && gvk.Kind == ref.Kind {
+			return apiwardenv1alpha1.RenderedObject{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: ref.Name}, true
+		}
+	}
+	return apiwardenv1alpha1.RenderedObject{}, false
+}
+
+func isAnnotatedTarget(ro apiwardenv1alpha1.RenderedObject) bool {
+	gv, err := schema.ParseGroupVersion(ro.APIVersion)
+	return err == nil && slices.Contains(annotatedKinds, gv.WithKind(ro.Kind))
+}
+
+// annotateTarget sets anns on target. It returns the entry that records it
+// among the rendered objects.
+func (r *APIPolicyReconciler) annotateTarget(ctx context.Context, p *apiwardenv1alpha1.APIPolicy, ref apiwardenv1alpha1.PolicyTargetReference, anns map[string]string) (apiwardenv1alpha1.RenderedObject, error) {
+	ro, ok := annotatedRef(ref)
+	if !ok {
+		return ro, fmt.Errorf("apiwarden does not annotate %s objects", ref.Kind)
+	}
+	gv, err := schema.ParseGroupVersion(ro.APIVersion)
+	if err != nil {
+		return ro, err
+	}
+	gvk := gv.WithKind(ro.Kind)
+	if !controllerutil.ContainsFinalizer(p, annotationsFinalizer) {
+		controllerutil.AddFinalizer(p, annotationsFinalizer)
+		if err := r.Client.Update(ctx, p); err != nil {
+			return ro, fmt.Errorf("adding the %s finalizer: %w", annotationsFinalizer, err)
+		}
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	u.SetNamespace(p.Namespace)
+	u.SetName(ref.Name)
+	u.SetAnnotations(anns)
+	data, err := u.MarshalJSON()
+	if err != nil {
+		return ro, err
+	}
+	key := "annotations/" + ro.APIVersion + "/" + ro.Kind + "/" + u.GetNamespace() + "/" + u.GetName()
+	sum := sha256.Sum256(data)
+	if v, ok := r.applied.Load(key); ok {
+		if rec := v.(appliedRecord); rec.sum == sum && time.Since(rec.at) < reapplyAfter {
+			return ro, nil
+		}
+	}
+	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(targetFieldManager), client.ForceOwnership); err != nil {
+		r.applied.Delete(key)
+		return ro, fmt.Errorf("annotating %s %s/%s: %w", ro.Kind, u.GetNamespace(), u.GetName(), err)
+	}
+	r.applied.Store(key, appliedRecord{sum: sum, at: time.Now()})
+	return ro, nil
+}
+
+// unannotateTarget removes the annotations apiwarden set on the target ro
+// names (nothing when it is gone or apiwarden set none).
+func (r *APIPolicyReconciler) unannotateTarget(ctx context.Context, namespace string, ro apiwardenv1alpha1.RenderedObject) error {
+	gv, err := schema.ParseGroupVersion(ro.APIVersion)
+	if err != nil {
+		return nil
+	}
+	live := &metav1.PartialObjectMetadata{}
+	live.SetGroupVersionKind(gv.WithKind(ro.Kind))
+	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ro.Name}, live); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !slices.ContainsFunc(live.ManagedFields, func(m metav1.ManagedFieldsEntry) bool { return m.Manager == targetFieldManager }) {
+		return nil
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gv.WithKind(ro.Kind))
+	u.SetNamespace(namespace)
+	u.SetName(ro.Name)
+	// An apply that names no field releases every field this manager
+	// owned: the annotations go, the rest of the object stays.
+	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(targetFieldManager), client.ForceOwnership); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	r.applied.Delete("annotations/" + ro.APIVersion + "/" + ro.Kind + "/" + namespace + "/" + ro.Name)
+	return nil
+}
+
+// finalizeAnnotations removes the annotations p set on its targets and
+// releases p's annotations finalizer; it reports whether p changed.
+func (r *APIPolicyReconciler) finalizeAnnotations(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) (bool, error) {
+	if !controllerutil.ContainsFinalizer(p, annotationsFinalizer) {
+		return false, nil
+	}
+	for _, t := range p.Status.Targets {
+		for _, ro := range t.Rendered {
+			if isAnnotatedTarget(ro) {
+				if err := r.unannotateTarget(ctx, p.Namespace, ro); err != nil {
+					return false, fmt.Errorf("removing apiwarden's annotations from %s %s: %w", ro.Kind, ro.Name, err)
+				}
+			}
+		}
+	}
+	controllerutil.RemoveFinalizer(p, annotationsFinalizer)
+	return true, nil
+}
