@@ -622,4 +622,3 @@ func toUnstructured(obj client.Object) (*unstructured.Unstructured, error) {
 	}
 	return u, nil
 }
-
