@@ -23,8 +23,12 @@ import (
 // apply under the same manager) when the policy no longer renders them or
 // goes away. The target itself is never created, taken over or deleted.
 
-// targetFieldManager owns the annotations apiwarden sets on targets.
-const targetFieldManager = "apiwarden-target"
+// targetFieldManager is the field manager of the annotations p sets on its
+// targets: one per policy, so removing one policy's annotations never
+// touches another's (a conflicting policy's, say).
+func targetFieldManager(p *apiwardenv1alpha1.APIPolicy) string {
+	return "apiwarden-target/" + string(p.UID)
+}
 
 // annotationsFinalizer is set on a policy that annotated a target, so the
 // annotations are removed before the policy goes.
@@ -53,7 +57,7 @@ func isAnnotatedTarget(ro apiwardenv1alpha1.RenderedObject) bool {
 
 // annotateTarget sets anns on target. It returns the entry that records it
 // among the rendered objects.
-func (r *APIPolicyReconciler) annotateTarget(ctx context.Context, p *apiwardenv1alpha1.APIPolicy, ref apiwardenv1alpha1.PolicyTargetReference, anns map[string]string) (apiwardenv1alpha1.RenderedObject, error) {
+func (r *APIPolicyReconciler) annotateTarget(ctx context.Context, p *apiwardenv1alpha1.APIPolicy, ref apiwardenv1alpha1.PolicyTargetReference, target client.Object, anns map[string]string) (apiwardenv1alpha1.RenderedObject, error) {
 	ro, ok := annotatedRef(ref)
 	if !ok {
 		return ro, fmt.Errorf("apiwarden does not annotate %s objects", ref.Kind)
@@ -80,12 +84,15 @@ func (r *APIPolicyReconciler) annotateTarget(ctx context.Context, p *apiwardenv1
 	}
 	key := "annotations/" + ro.APIVersion + "/" + ro.Kind + "/" + u.GetNamespace() + "/" + u.GetName()
 	sum := sha256.Sum256(data)
-	if v, ok := r.applied.Load(key); ok {
+	// Skip an apply that would change nothing, unless the cached target
+	// lacks what was applied (someone removed the annotations, or
+	// recreated the Ingress): then apply again at once.
+	if v, ok := r.applied.Load(key); ok && hasAnnotations(target, anns) {
 		if rec := v.(appliedRecord); rec.sum == sum && time.Since(rec.at) < reapplyAfter {
 			return ro, nil
 		}
 	}
-	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(targetFieldManager), client.ForceOwnership); err != nil {
+	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(targetFieldManager(p)), client.ForceOwnership); err != nil {
 		r.applied.Delete(key)
 		return ro, fmt.Errorf("annotating %s %s/%s: %w", ro.Kind, u.GetNamespace(), u.GetName(), err)
 	}
@@ -93,9 +100,24 @@ func (r *APIPolicyReconciler) annotateTarget(ctx context.Context, p *apiwardenv1
 	return ro, nil
 }
 
-// unannotateTarget removes the annotations apiwarden set on the target ro
-// names (nothing when it is gone or apiwarden set none).
-func (r *APIPolicyReconciler) unannotateTarget(ctx context.Context, namespace string, ro apiwardenv1alpha1.RenderedObject) error {
+// hasAnnotations reports whether o carries every one of anns.
+func hasAnnotations(o client.Object, anns map[string]string) bool {
+	if o == nil {
+		return false
+	}
+	have := o.GetAnnotations()
+	for k, v := range anns {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// unannotateTarget removes the annotations p set on the target ro names
+// (nothing when it is gone or p set none).
+func (r *APIPolicyReconciler) unannotateTarget(ctx context.Context, p *apiwardenv1alpha1.APIPolicy, ro apiwardenv1alpha1.RenderedObject) error {
+	namespace, manager := p.Namespace, targetFieldManager(p)
 	gv, err := schema.ParseGroupVersion(ro.APIVersion)
 	if err != nil {
 		return nil
@@ -105,7 +127,7 @@ func (r *APIPolicyReconciler) unannotateTarget(ctx context.Context, namespace st
 	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ro.Name}, live); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if !slices.ContainsFunc(live.ManagedFields, func(m metav1.ManagedFieldsEntry) bool { return m.Manager == targetFieldManager }) {
+	if !slices.ContainsFunc(live.ManagedFields, func(m metav1.ManagedFieldsEntry) bool { return m.Manager == manager }) {
 		return nil
 	}
 	u := &unstructured.Unstructured{}
@@ -114,7 +136,7 @@ func (r *APIPolicyReconciler) unannotateTarget(ctx context.Context, namespace st
 	u.SetName(ro.Name)
 	// An apply that names no field releases every field this manager
 	// owned: the annotations go, the rest of the object stays.
-	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(targetFieldManager), client.ForceOwnership); err != nil {
+	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(manager), client.ForceOwnership); err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	r.applied.Delete("annotations/" + ro.APIVersion + "/" + ro.Kind + "/" + namespace + "/" + ro.Name)
@@ -122,18 +144,30 @@ func (r *APIPolicyReconciler) unannotateTarget(ctx context.Context, namespace st
 }
 
 // finalizeAnnotations removes the annotations p set on its targets and
-// releases p's annotations finalizer; it reports whether p changed.
+// releases p's annotations finalizer; it reports whether p changed. It
+// looks at the targets the status lists and those the spec names (an
+// apply whose status write failed is listed in neither the status nor
+// anywhere else); the field manager check makes either safe.
 func (r *APIPolicyReconciler) finalizeAnnotations(ctx context.Context, p *apiwardenv1alpha1.APIPolicy) (bool, error) {
 	if !controllerutil.ContainsFinalizer(p, annotationsFinalizer) {
 		return false, nil
 	}
+	var targets []apiwardenv1alpha1.RenderedObject
 	for _, t := range p.Status.Targets {
 		for _, ro := range t.Rendered {
-			if isAnnotatedTarget(ro) {
-				if err := r.unannotateTarget(ctx, p.Namespace, ro); err != nil {
-					return false, fmt.Errorf("removing apiwarden's annotations from %s %s: %w", ro.Kind, ro.Name, err)
-				}
+			if isAnnotatedTarget(ro) && !slices.Contains(targets, ro) {
+				targets = append(targets, ro)
 			}
+		}
+	}
+	for _, ref := range p.Spec.TargetRefs {
+		if ro, ok := annotatedRef(ref); ok && !slices.Contains(targets, ro) {
+			targets = append(targets, ro)
+		}
+	}
+	for _, ro := range targets {
+		if err := r.unannotateTarget(ctx, p, ro); err != nil {
+			return false, fmt.Errorf("removing apiwarden's annotations from %s %s: %w", ro.Kind, ro.Name, err)
 		}
 	}
 	controllerutil.RemoveFinalizer(p, annotationsFinalizer)

@@ -391,7 +391,7 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 		// The target points at the objects only once they all exist.
 		if len(tp.Result.TargetAnnotations) > 0 && !failed {
-			ro, err := r.annotateTarget(ctx, &p, tp.Ref, tp.Result.TargetAnnotations)
+			ro, err := r.annotateTarget(ctx, &p, tp.Ref, tp.Input.Object, tp.Result.TargetAnnotations)
 			if err != nil {
 				applyErr = err
 				st.applyFailed(i, err)
@@ -629,7 +629,7 @@ func (r *APIPolicyReconciler) prune(ctx context.Context, p *apiwardenv1alpha1.AP
 				continue
 			}
 			if isAnnotatedTarget(ro) {
-				if err := r.unannotateTarget(ctx, p.Namespace, ro); err != nil {
+				if err := r.unannotateTarget(ctx, p, ro); err != nil {
 					return out, fmt.Errorf("removing apiwarden's annotations from %s %s: %w", ro.Kind, ro.Name, err)
 				}
 				out = append(out, ro)

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -53,7 +56,42 @@ func (v *exposureValidator) Handle(ctx context.Context, req admission.Request) a
 	if err := decodeRaw(req.Object.Raw, obj); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding %s: %w", v.kind, err))
 	}
+	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
+		old := v.newObj()
+		if err := decodeRaw(req.OldObject.Raw, old); err == nil && onlyGatewayAnnotationsChanged(old, obj) {
+			// The gateway annotations apiwarden sets on its targets (or
+			// removes when a policy goes) change no exposure decision;
+			// refusing them would keep a protection off an object that
+			// predates a Deny baseline, or a deleted policy's finalizer on.
+			return admission.Allowed("")
+		}
+	}
 	return v.handleObject(ctx, req, obj)
+}
+
+// gatewayAnnotationPrefixes are the annotations apiwarden sets on targets
+// for a gateway that reads them there (internal/render/traefik); the
+// exposure engine reads none of them.
+var gatewayAnnotationPrefixes = []string{"traefik.ingress.kubernetes.io/router."}
+
+// onlyGatewayAnnotationsChanged reports whether old and obj differ in
+// nothing but gateway annotations (and the metadata every write changes).
+func onlyGatewayAnnotationsChanged(old, obj client.Object) bool {
+	strip := func(o client.Object) client.Object {
+		c := o.DeepCopyObject().(client.Object)
+		c.SetResourceVersion("")
+		c.SetGeneration(0)
+		c.SetManagedFields(nil)
+		anns := map[string]string{}
+		for k, v := range c.GetAnnotations() {
+			if !slices.ContainsFunc(gatewayAnnotationPrefixes, func(p string) bool { return strings.HasPrefix(k, p) }) {
+				anns[k] = v
+			}
+		}
+		c.SetAnnotations(anns)
+		return c
+	}
+	return equality.Semantic.DeepEqual(strip(old), strip(obj))
 }
 
 // newObject implements objectHandler.

@@ -105,7 +105,7 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 	}
 	addrs := freeAddrs(t, 5)
 	webhookAddr, authzAddr := addrs[0], addrs[2]
-	const delay = 2 * time.Second
+	const delay = 4 * time.Second
 	r := startReplica(t, "manager", kubeconfig, addrs[1],
 		"--roles=webhook,authz", "--namespace=apiwarden-system",
 		"--webhook-port="+webhookAddr[strings.LastIndex(webhookAddr, ":")+1:], "--webhook-cert-dir="+certDir,

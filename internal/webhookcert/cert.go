@@ -286,8 +286,8 @@ func Decide(cur *State, why string, cfg Config, now time.Time, random io.Reader)
 		if err := next.issue(cfg, now, random); err != nil {
 			return Decision{}, err
 		}
-	case !sameHosts(next.Leaf, cfg.Hosts):
-		reasons = append(reasons, "the serving certificate's hosts changed")
+	case !coversHosts(next.Leaf, cfg.Hosts):
+		reasons = append(reasons, "the serving certificate does not name every host")
 		if err := next.issue(cfg, now, random); err != nil {
 			return Decision{}, err
 		}
@@ -407,23 +407,30 @@ func (s *State) issue(cfg Config, now time.Time, random io.Reader) error {
 	return nil
 }
 
-// sameHosts reports whether c is valid for exactly hosts.
-func sameHosts(c *x509.Certificate, hosts []string) bool {
-	var have []string
-	have = append(have, c.DNSNames...)
+// coversHosts reports whether c is valid for every one of hosts. A
+// certificate naming more is kept: during a rolling upgrade that changes the
+// hosts, replicas of both versions then accept the same certificate instead
+// of reissuing it in turn.
+func coversHosts(c *x509.Certificate, hosts []string) bool {
+	have := slices.Clone(c.DNSNames)
 	for _, ip := range c.IPAddresses {
 		have = append(have, ip.String())
 	}
-	want := make([]string, 0, len(hosts))
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			h = ip.String()
 		}
-		want = append(want, h)
+		if !slices.Contains(have, h) {
+			return false
+		}
 	}
-	slices.Sort(have)
-	slices.Sort(want)
-	return slices.Equal(slices.Compact(have), slices.Compact(want))
+	return true
+}
+
+// MovesToNewCA reports whether next serves a certificate signed by a CA
+// that did not sign cur's: the apiserver must trust that CA first.
+func MovesToNewCA(cur, next *State) bool {
+	return cur != nil && !bytes.Equal(cur.Leaf.Raw, next.Leaf.Raw) && cur.Leaf.CheckSignatureFrom(next.CA) != nil
 }
 
 func serialNumber(random io.Reader) (*big.Int, error) {

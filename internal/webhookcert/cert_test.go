@@ -102,6 +102,12 @@ func TestDecideReissuesForNewHosts(t *testing.T) {
 	s := decide(t, nil, testConfig, t0).State
 	cfg := testConfig
 	cfg.Hosts = []string{"other.apiwarden-system.svc"}
+	// Fewer hosts than the certificate names: kept.
+	fewer := testConfig
+	fewer.Hosts = testConfig.Hosts[:1]
+	if d := decide(t, s, fewer, t0.Add(time.Minute)); d.Changed {
+		t.Errorf("a certificate naming more hosts than asked was reissued: %v", d.Reasons)
+	}
 	d := decide(t, s, cfg, t0.Add(time.Minute))
 	if !d.Changed || d.State.CA != s.CA {
 		t.Fatalf("changed=%v, same CA=%v", d.Changed, d.State.CA == s.CA)

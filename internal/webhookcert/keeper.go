@@ -62,6 +62,11 @@ type Keeper struct {
 	cert  atomic.Pointer[tls.Certificate]
 	mu    sync.Mutex
 	ready error // why the replica is not ready, nil once it is
+	// trusted is set once the webhook configuration first trusted this
+	// replica's certificate: from then on a trust problem is logged, not
+	// reported as unready, since readiness is the whole pod's and would
+	// also take its authz endpoints out of service.
+	trusted bool
 	// expiry is apiwarden_webhook_certificate_expiry_timestamp_seconds.
 	expiry *prometheus.GaugeVec
 }
@@ -192,6 +197,14 @@ func (k *Keeper) sync(ctx context.Context) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	if existing != nil && existing.Labels[LabelManagedBy] != "apiwarden" {
+		// Never overwrite a Secret apiwarden did not make: a mistaken
+		// --webhook-secret must not destroy someone's data.
+		err := fmt.Errorf("secret %s/%s exists and is not labelled %s=apiwarden; apiwarden does not overwrite it: delete it or choose another --webhook-secret", k.opts.Namespace, k.opts.SecretName, LabelManagedBy)
+		k.setReady(err)
+		k.opts.Log.Error(err, "Not keeping the webhook certificate")
+		return now.Add(30 * time.Second), nil
+	}
 	if existing != nil {
 		if cur, err = Parse(existing.Data, existing.Annotations); err != nil {
 			why = "the Secret is unusable: " + err.Error()
@@ -202,8 +215,20 @@ func (k *Keeper) sync(ctx context.Context) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	if d.Changed && MovesToNewCA(cur, d.State) && !k.vwcTrusts(d.State.Leaf, now) {
+		// The new CA has been in the Secret long enough, but the webhook
+		// configuration does not have it yet (an injection that failed or
+		// lost a race): keep serving the current certificate until it does.
+		k.opts.Log.Info("Waiting for the webhook configuration to trust the new CA before serving a certificate it signed")
+		d = Decision{State: cur, Wake: now.Add(time.Second)}
+	}
+	secretVersion := ""
+	if existing != nil {
+		secretVersion = existing.ResourceVersion
+	}
 	if d.Changed {
-		if err := k.write(ctx, existing, d.State); err != nil {
+		written, err := k.write(ctx, existing, d.State)
+		if err != nil {
 			if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 				// Another replica wrote first: its Secret arrives
 				// through the informer and is decided on again.
@@ -212,12 +237,13 @@ func (k *Keeper) sync(ctx context.Context) (time.Time, error) {
 			}
 			return time.Time{}, fmt.Errorf("writing Secret %s/%s: %w", k.opts.Namespace, k.opts.SecretName, err)
 		}
+		secretVersion = written.ResourceVersion
 		k.opts.Log.Info("Renewed the webhook certificate", "secret", k.opts.Namespace+"/"+k.opts.SecretName,
 			"reasons", d.Reasons, "serial", d.State.Leaf.SerialNumber.Text(16), "notAfter", d.State.Leaf.NotAfter.UTC(),
 			"caSerial", d.State.CA.SerialNumber.Text(16), "caNotAfter", d.State.CA.NotAfter.UTC(), "trustedCAs", len(d.State.Trusted))
 	}
 	k.serve(d.State)
-	if err := k.inject(ctx, d.State); err != nil {
+	if err := k.inject(ctx, d.State, secretVersion); err != nil {
 		return time.Time{}, err
 	}
 	return d.Wake, nil
@@ -238,10 +264,10 @@ func (k *Keeper) cachedSecret() (*corev1.Secret, error) {
 // write creates or updates the Secret; an update carries the
 // resourceVersion it was decided from, so of two replicas deciding at once
 // one wins and the other gets a conflict.
-func (k *Keeper) write(ctx context.Context, existing *corev1.Secret, s *State) error {
+func (k *Keeper) write(ctx context.Context, existing *corev1.Secret, s *State) (*corev1.Secret, error) {
 	data, err := s.Data()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if existing == nil {
 		secret := &corev1.Secret{
@@ -252,8 +278,7 @@ func (k *Keeper) write(ctx context.Context, existing *corev1.Secret, s *State) e
 			Type: corev1.SecretTypeTLS,
 			Data: data,
 		}
-		_, err = k.client.CoreV1().Secrets(k.opts.Namespace).Create(ctx, secret, metav1.CreateOptions{FieldManager: "apiwarden"})
-		return err
+		return k.client.CoreV1().Secrets(k.opts.Namespace).Create(ctx, secret, metav1.CreateOptions{FieldManager: "apiwarden"})
 	}
 	secret := existing.DeepCopy()
 	if secret.Type != corev1.SecretTypeTLS {
@@ -261,7 +286,7 @@ func (k *Keeper) write(ctx context.Context, existing *corev1.Secret, s *State) e
 		if err := k.client.CoreV1().Secrets(k.opts.Namespace).Delete(ctx, secret.Name, metav1.DeleteOptions{
 			Preconditions: &metav1.Preconditions{ResourceVersion: &secret.ResourceVersion},
 		}); err != nil {
-			return err
+			return nil, err
 		}
 		return k.write(ctx, nil, s)
 	}
@@ -276,8 +301,7 @@ func (k *Keeper) write(ctx context.Context, existing *corev1.Secret, s *State) e
 		secret.Annotations[a] = v
 	}
 	secret.Labels[LabelManagedBy], secret.Labels[LabelComponent] = "apiwarden", "webhook-certificate"
-	_, err = k.client.CoreV1().Secrets(k.opts.Namespace).Update(ctx, secret, metav1.UpdateOptions{FieldManager: "apiwarden"})
-	return err
+	return k.client.CoreV1().Secrets(k.opts.Namespace).Update(ctx, secret, metav1.UpdateOptions{FieldManager: "apiwarden"})
 }
 
 // serve makes s's serving certificate the one this replica presents.
@@ -292,9 +316,22 @@ func (k *Keeper) serve(s *State) {
 	}
 }
 
+// vwcTrusts reports whether the cached webhook configuration trusts leaf.
+func (k *Keeper) vwcTrusts(leaf *x509.Certificate, now time.Time) bool {
+	obj, ok, err := k.vwc.GetStore().GetByKey(k.opts.WebhookConfiguration)
+	if err != nil || !ok {
+		return false
+	}
+	vwc, ok := obj.(*admissionregistrationv1.ValidatingWebhookConfiguration)
+	return ok && trusts(vwc, leaf, now) == nil
+}
+
 // inject puts s's bundle into every webhook of the configuration and says
 // whether this replica is ready: its certificate's issuer is trusted there.
-func (k *Keeper) inject(ctx context.Context, s *State) error {
+// s was decided from the Secret at secretVersion; a bundle is written only
+// when that is still the Secret's latest version, so a replica whose cache
+// lags never puts an older bundle back.
+func (k *Keeper) inject(ctx context.Context, s *State, secretVersion string) error {
 	obj, ok, err := k.vwc.GetStore().GetByKey(k.opts.WebhookConfiguration)
 	if err != nil {
 		return err
@@ -319,6 +356,14 @@ func (k *Keeper) inject(ctx context.Context, s *State) error {
 		}
 	}
 	if changed {
+		live, err := k.client.CoreV1().Secrets(k.opts.Namespace).Get(ctx, k.opts.SecretName, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading Secret %s/%s before injecting its bundle: %w", k.opts.Namespace, k.opts.SecretName, err)
+		}
+		if live.ResourceVersion != secretVersion {
+			// The informer brings the newer Secret and wakes us.
+			return nil
+		}
 		if _, err := k.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(ctx, vwc, metav1.UpdateOptions{FieldManager: "apiwarden"}); err != nil {
 			if apierrors.IsConflict(err) {
 				// The informer brings the newer version and wakes us.
@@ -328,8 +373,25 @@ func (k *Keeper) inject(ctx context.Context, s *State) error {
 		}
 		k.opts.Log.Info("Injected the webhook CA bundle", "webhookConfiguration", vwc.Name, "trustedCAs", len(s.Trusted))
 	}
-	k.setReady(trusts(vwc, s.Leaf, k.opts.Now()))
+	k.setTrusted(trusts(vwc, s.Leaf, k.opts.Now()))
 	return nil
+}
+
+// setTrusted records whether the webhook configuration trusts this
+// replica's certificate: readiness until the first time it does, a logged
+// error afterwards.
+func (k *Keeper) setTrusted(err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err == nil {
+		k.trusted, k.ready = true, nil
+		return
+	}
+	if !k.trusted {
+		k.ready = err
+		return
+	}
+	k.opts.Log.Error(err, "The webhook configuration does not trust this replica's certificate; admission requests to it fail until it does")
 }
 
 // trusts says whether every webhook of vwc trusts the issuer of leaf.

@@ -132,6 +132,7 @@ func (ca *pki) issue(t *testing.T, cn string, dnsNames ...string) (certPEM, keyP
 type backend struct {
 	mu   sync.Mutex
 	last http.Header
+	hits int
 	port int
 }
 
@@ -146,6 +147,7 @@ func startBackend(t *testing.T) *backend {
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
 		b.last = r.Header.Clone()
+		b.hits++
 		b.mu.Unlock()
 		_, _ = io.WriteString(w, "orders\n")
 	})}
@@ -158,6 +160,12 @@ func (b *backend) lastHeaders() http.Header {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.last
+}
+
+func (b *backend) hitCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.hits
 }
 
 // process runs a binary until the test ends, its output in a file printed
@@ -317,6 +325,7 @@ func TestTraefikEnforcesWhatApiwardenRendered(t *testing.T) {
 		until(t, "APIPolicy "+p.Name+" to be enforced", 60*time.Second, func() bool {
 			select {
 			case err := <-mgrExited:
+				mgrExited <- err // for the cleanup, which waits on it
 				t.Fatalf("the manager exited: %v", err)
 			default:
 			}
@@ -392,6 +401,7 @@ func TestTraefikEnforcesWhatApiwardenRendered(t *testing.T) {
 	until(t, "Traefik to serve the orders Ingress", 60*time.Second, func() bool {
 		select {
 		case err := <-trExited:
+			trExited <- err // for the cleanup, which waits on it
 			t.Fatalf("Traefik exited: %v", err)
 		default:
 		}
@@ -429,8 +439,14 @@ func TestTraefikEnforcesWhatApiwardenRendered(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, "https://shop.example.com/v1/orders", nil)
 	req.Header.Set("X-API-Key", key)
 	req.Header.Set("X-Apiwarden-Consumer", "admin")
-	if resp, err := shop.Do(req); err == nil {
-		resp.Body.Close()
+	hits := be.hitCount()
+	forged, err := shop.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged.Body.Close()
+	if forged.StatusCode != http.StatusOK || be.hitCount() != hits+1 {
+		t.Fatalf("the request with a forged consumer header got %d and reached the backend %d times, want 200 once", forged.StatusCode, be.hitCount()-hits)
 	}
 	if got := be.lastHeaders().Get("X-Apiwarden-Consumer"); got != "mobile-app" {
 		t.Errorf("a client-sent consumer header reached the backend as %q", got)

@@ -171,6 +171,7 @@ func startManagerAs(t *testing.T, namespace, name string, args ...string) *manag
 		err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 			select {
 			case err := <-m.exited:
+				m.exited <- err // for the cleanup, which waits on it
 				return false, fmt.Errorf("the manager exited: %v", err)
 			default:
 			}
