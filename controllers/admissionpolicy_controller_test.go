@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -131,6 +132,34 @@ func TestCELAdmission(t *testing.T) {
 	}
 	if err := k8s.Delete(ctx, p.DeepCopy(), client.DryRunAll); err != nil {
 		t.Errorf("deleting a policy that protects nothing: %v", err)
+	}
+	// Updates that take away what the policy alone provides are refused
+	// too; those that keep it are not.
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(rp), rp); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		change func(*apiwardenv1alpha1.APIPolicy)
+		refuse bool
+	}{
+		"without its rate limit":  {func(p *apiwardenv1alpha1.APIPolicy) { p.Spec.RateLimit = nil }, true},
+		"without authentication":  {func(p *apiwardenv1alpha1.APIPolicy) { p.Spec.Authentication = nil }, true},
+		"in DryRun":               {func(p *apiwardenv1alpha1.APIPolicy) { p.Spec.Mode = apiwardenv1alpha1.PolicyModeDryRun }, true},
+		"targeting another route": {func(p *apiwardenv1alpha1.APIPolicy) { p.Spec.TargetRefs[0].Name = "other" }, true},
+		"with a label":            {func(p *apiwardenv1alpha1.APIPolicy) { p.Labels = map[string]string{"team": "shop"} }, false},
+		"with a body limit as well": {func(p *apiwardenv1alpha1.APIPolicy) {
+			p.Spec.Request = &apiwardenv1alpha1.RequestLimits{MaxBodyBytes: ptr.To(int64(1 << 20))}
+		}, false},
+	} {
+		next := rp.DeepCopy()
+		tc.change(next)
+		err := k8s.Update(ctx, next, client.DryRunAll)
+		switch {
+		case tc.refuse && (!apierrors.IsForbidden(err) || !strings.Contains(err.Error(), fmt.Sprintf("Updating APIPolicy %s/api would leave exposed objects without the protection a Deny baseline requires: HTTPRoute %s/api", ns, ns))):
+			t.Errorf("updating the route's only policy %s: %v, want the guard's refusal", name, err)
+		case !tc.refuse && err != nil:
+			t.Errorf("updating the route's only policy %s: %v, want it admitted", name, err)
+		}
 	}
 
 	// A Warn baseline warns instead of denying and guards nothing: its

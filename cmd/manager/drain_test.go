@@ -22,7 +22,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/apiwarden/apiwarden/internal/testenv"
 )
@@ -78,25 +77,13 @@ func allowedReview(resp *http.Response, uid string) error {
 // headers are in; the forward-auth handler answers as soon as they are, so
 // a forward-auth request cannot be caught mid-flight from outside.)
 func TestShutdownDrainsInFlightRequests(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := env.WriteKubeconfig(kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	certDir := filepath.Join(dir, "certs")
+	cp := testenv.ForTest(t)
+	kubeconfig, k8s := cp.Kubeconfig, cp.Client
+	certDir := filepath.Join(t.TempDir(), "certs")
 	if err := os.Mkdir(certDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	caPEM, err := testenv.WriteSelfSignedCert(certDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,18 +69,9 @@ func TestParseFlags(t *testing.T) {
 // ready, serve metrics and the webhook's TLS port, hold the leader Lease, and
 // on SIGTERM exit 0 and release the Lease.
 func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := env.WriteKubeconfig(kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	certDir := filepath.Join(dir, "certs")
+	cp := testenv.ForTest(t)
+	kubeconfig, k8s := cp.Kubeconfig, cp.Client
+	certDir := filepath.Join(t.TempDir(), "certs")
 	if err := os.Mkdir(certDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +80,6 @@ func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := managerBinary(t)
-
-	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apiwarden-system"}}); err != nil {
 		t.Fatal(err)

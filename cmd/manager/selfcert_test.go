@@ -98,20 +98,8 @@ func roundRobin(t *testing.T, backends []string) string {
 // bundle trusts, and must serve every rotation; both stay ready throughout,
 // and no key reaches their logs.
 func TestSelfManagedCertificateRotatesUnderLoad(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := env.WriteKubeconfig(kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := testenv.ForTest(t)
+	kubeconfig, k8s := cp.Kubeconfig, cp.Client
 	ctx := context.Background()
 	for _, ns := range []string{"apiwarden-system", "load"} {
 		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -536,11 +537,12 @@ func (c *celCompiler) checkAPI() string {
 }
 
 // GuardKind is the name AdmissionPolicyName gives the CEL guard on
-// APIPolicy deletion.
+// APIPolicy deletion and weakening.
 const GuardKind = "APIPolicy"
 
 // AdmissionGuardPolicy compiles the CEL guard of a Deny baseline: deleting
-// an APIPolicy is denied while the params of its namespace list it under
+// an APIPolicy, or updating it so that it loses what it alone provides
+// (weakensCEL), is denied while the params of its namespace list it under
 // GuardKey (Guard computes them), with the webhook guard's message. Other
 // baselines have no guard (nil, nil).
 func AdmissionGuardPolicy(b *apiwardenv1alpha1.APIBaseline, ownNamespace string) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
@@ -552,20 +554,50 @@ func AdmissionGuardPolicy(b *apiwardenv1alpha1.APIBaseline, ownNamespace string)
 	rec := "variables.guard.find(" + recordSepCEL + " + oldObject.metadata.name.replace('.', '\\\\.') + " + sepCEL + " + '[^' + " + recordSepCEL + " + ']*')"
 	return compiled(b, GuardKind, ownNamespace, celPolicy{
 		group: apiwardenv1alpha1.GroupVersion.Group, resource: "apipolicies",
-		operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete},
+		operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Delete, admissionregistrationv1.Update},
 		variables: []admissionregistrationv1.Variable{
 			{Name: "guard", Expression: "has(params.data) && " + lit(GuardKey) + " in params.data ? params.data[" + lit(GuardKey) + "] : ''"},
 			{Name: "record", Expression: rec},
+			{Name: "weakens", Expression: weakensCEL},
 		},
 		validation: admissionregistrationv1.Validation{
-			Expression: "variables.record == ''",
-			MessageExpression: "'Deleting APIPolicy ' + request.namespace + '/' + oldObject.metadata.name + ' would leave exposed objects without the protection a Deny baseline requires: ' + " +
+			Expression: "variables.record == '' || !variables.weakens",
+			MessageExpression: "(request.operation == 'DELETE' ? 'Deleting' : 'Updating') + ' APIPolicy ' + request.namespace + '/' + oldObject.metadata.name + ' would leave exposed objects without the protection a Deny baseline requires: ' + " +
 				"variables.record.split(" + sepCEL + ")[1] + '. Attach another APIPolicy that provides it first, or remove the exposure.'",
 		},
 		// A namespace without params has nothing the guard protects.
 		paramNotFound: admissionregistrationv1.AllowAction,
 		action:        admissionregistrationv1.Deny,
 	})
+}
+
+// weakensCEL is true when the request takes away something the guard
+// record says the policy alone provides: a deletion; an update to DryRun;
+// an update that drops a target; or one that removes a protection field
+// the record names (the record lists, per object, what deleting the policy
+// would lose, and removing the field loses the same, since the other
+// levels stay). Weakening a field it keeps (a looser rate limit, another
+// authentication method) is beyond CEL here: in Both mode the webhook's
+// guard, which evaluates the new spec, refuses it.
+var weakensCEL = "request.operation == 'DELETE' || " +
+	"(has(object.spec.mode) && object.spec.mode == 'DryRun' && !(has(oldObject.spec.mode) && oldObject.spec.mode == 'DryRun')) || " +
+	"oldObject.spec.targetRefs.exists(r, !object.spec.targetRefs.exists(n, n.group == r.group && n.kind == r.kind && n.name == r.name && " +
+	"(has(n.sectionName) ? has(r.sectionName) && n.sectionName == r.sectionName : !has(r.sectionName)))) || " +
+	strings.Join([]string{
+		lost("authentication", "has(oldObject.spec.authentication) && !has(object.spec.authentication)"),
+		lost("rate limit", "has(oldObject.spec.rateLimit) && !has(object.spec.rateLimit)"),
+		lost("request body limit", "has(oldObject.spec.request) && has(oldObject.spec.request.maxBodyBytes) && !(has(object.spec.request) && has(object.spec.request.maxBodyBytes))"),
+		lost("HTTP-to-HTTPS redirect", "has(oldObject.spec.tls) && has(oldObject.spec.tls.httpRedirect) && oldObject.spec.tls.httpRedirect == 'Enabled' && "+
+			"!(has(object.spec.tls) && has(object.spec.tls.httpRedirect) && object.spec.tls.httpRedirect == 'Enabled')"),
+		lost("minimum TLS version", "has(oldObject.spec.tls) && has(oldObject.spec.tls.minVersion) && !(has(object.spec.tls) && has(object.spec.tls.minVersion))"),
+		lost("CORS origin restriction", "has(oldObject.spec.cors) && !has(object.spec.cors)"),
+	}, " || ")
+
+// lost is a CEL bool: the guard record names protection (as
+// Code.Protection words it, inside "(…, …, required by …)") and removed
+// holds.
+func lost(protection, removed string) string {
+	return "(variables.record.matches(" + lit(`(\(|, )`+regexp.QuoteMeta(protection)+`, `) + ") && " + removed + ")"
 }
 
 // recordSepCEL is RecordSeparator as a CEL string literal.

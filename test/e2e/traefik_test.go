@@ -234,22 +234,10 @@ func TestTraefikEnforcesWhatApiwardenRendered(t *testing.T) {
 	}
 	traefik := traefikBinary(t, root)
 	crds := traefikCRDs(t, root)
-	env, err := testenv.Start(func(e *envtest.Environment, _ string) {
+	cp := testenv.ForTest(t, func(e *envtest.Environment, _ string) {
 		e.CRDInstallOptions.Paths = append(e.CRDInstallOptions.Paths, crds)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := env.WriteKubeconfig(kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	k8s, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig, k8s, dir := cp.Kubeconfig, cp.Client, t.TempDir()
 	ctx := context.Background()
 	create := func(o client.Object) {
 		t.Helper()
