@@ -150,6 +150,20 @@ func TestChart(t *testing.T) {
 				t.Errorf("the ClusterRole's rules on webhook configurations are %+v, want one, limited to %s", vwcRules, in.webhooks[0].Name)
 			}
 		}},
+		{name: "Traefik", release: "aw-traefik", set: []string{"gateway=traefik"}, check: func(t *testing.T, objs []*unstructured.Unstructured, in *install) {
+			if v, _ := flagValue(managerArgs(t, in, "aw-traefik-apiwarden-manager"), "gateway"); v != "traefik" {
+				t.Errorf("--gateway=%q, want traefik", v)
+			}
+			// It writes Traefik's CRDs and the annotations on Ingresses.
+			var middlewares, ingressPatch bool
+			for _, r := range in.clusterRoles[0].Rules {
+				middlewares = middlewares || (slices.Contains(r.APIGroups, "traefik.io") && slices.Contains(r.Resources, "middlewares") && slices.Contains(r.Verbs, "patch"))
+				ingressPatch = ingressPatch || (slices.Contains(r.Resources, "ingresses") && slices.Contains(r.Verbs, "patch"))
+			}
+			if !middlewares || !ingressPatch {
+				t.Errorf("the ClusterRole lets the manager write Middlewares: %v, patch Ingresses: %v", middlewares, ingressPatch)
+			}
+		}},
 		{name: "default baseline Deny", release: "aw-deny", set: []string{"defaultBaseline.mode=Deny", "defaultBaseline.name=chart-deny"}, check: func(t *testing.T, objs []*unstructured.Unstructured, in *install) {
 			got := &unstructured.Unstructured{}
 			got.SetAPIVersion("apiwarden.io/v1alpha1")
