@@ -8,6 +8,7 @@ package render
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -124,6 +125,16 @@ type Result struct {
 	// provider). They are server-side applied with field manager apiwarden,
 	// so only these keys are touched, and removed when no longer rendered.
 	TargetAnnotations map[string]string
+}
+
+// Notef records that field cannot be enforced as asked, saying why.
+func (r *Result) Notef(field, format string, args ...any) {
+	r.Unsupported = append(r.Unsupported, Note{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// WouldBlockf records what Enforce mode would block, for a DryRun policy.
+func (r *Result) WouldBlockf(format string, args ...any) {
+	r.WouldBlock = append(r.WouldBlock, fmt.Sprintf(format, args...))
 }
 
 // Renderer renders policies for one gateway.

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -434,19 +435,11 @@ func MovesToNewCA(cur, next *State) bool {
 }
 
 func serialNumber(random io.Reader) (*big.Int, error) {
-	n, err := randInt(random, new(big.Int).Lsh(big.NewInt(1), 127))
+	n, err := rand.Int(random, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, fmt.Errorf("drawing a serial number: %w", err)
 	}
 	return n.Add(n, big.NewInt(1)), nil
-}
-
-func randInt(random io.Reader, max *big.Int) (*big.Int, error) {
-	b := make([]byte, (max.BitLen()+7)/8)
-	if _, err := io.ReadFull(random, b); err != nil {
-		return nil, err
-	}
-	return new(big.Int).Mod(new(big.Int).SetBytes(b), max), nil
 }
 
 func parseKey(data []byte) (crypto.Signer, error) {

@@ -101,14 +101,6 @@ type builder struct {
 	res    *render.Result
 }
 
-func (b *builder) note(field, format string, args ...any) {
-	b.res.Unsupported = append(b.res.Unsupported, render.Note{Field: field, Message: fmt.Sprintf(format, args...)})
-}
-
-func (b *builder) wouldBlock(format string, args ...any) {
-	b.res.WouldBlock = append(b.res.WouldBlock, fmt.Sprintf(format, args...))
-}
-
 func (b *builder) meta(kind string) (metav1.TypeMeta, metav1.ObjectMeta) {
 	return metav1.TypeMeta{APIVersion: egv1a1.GroupVersion.String(), Kind: kind},
 		metav1.ObjectMeta{
@@ -147,7 +139,7 @@ func (b *builder) securityPolicy() *egv1a1.SecurityPolicy {
 		}
 		if a.JWT != nil {
 			if b.dryRun {
-				b.wouldBlock("requests without a valid JWT from %s would be answered 401", providerNames(a.JWT))
+				b.res.WouldBlockf("requests without a valid JWT from %s would be answered 401", providerNames(a.JWT))
 			} else {
 				spec.JWT = b.jwt(a.JWT)
 				used = true
@@ -160,7 +152,7 @@ func (b *builder) securityPolicy() *egv1a1.SecurityPolicy {
 			used = true
 		}
 		if a.APIKey != nil && a.JWT != nil && !b.dryRun {
-			b.note("spec.authentication", "Envoy Gateway runs extAuth and JWT as separate filters, so a request needs both a valid API key and a valid JWT, which is stricter than either one")
+			b.res.Notef("spec.authentication", "Envoy Gateway runs extAuth and JWT as separate filters, so a request needs both a valid API key and a valid JWT, which is stricter than either one")
 		}
 		if a.MTLS != nil && !b.isGateway() && !b.in.GatewayValidatesClients {
 			b.res.NotEnforced = "spec.authentication.mtls: client certificates are asked for by the Gateway's listener, and no policy on the parent Gateway sets authentication.mtls; add one there"
@@ -192,7 +184,7 @@ func (b *builder) extAuth() *egv1a1.ExtAuth {
 		policy = b.in.Policy.Namespace + "/" + b.in.Policy.Name
 	}
 	if b.dryRun {
-		b.wouldBlock("requests without a valid API key in header %s would be answered 401 (the authz service counts them in apiwarden_authz_checks_total with result dry_run)", apiKeyHeader(b.in.Spec.Authentication.APIKey))
+		b.res.WouldBlockf("requests without a valid API key in header %s would be answered 401 (the authz service counts them in apiwarden_authz_checks_total with result dry_run)", apiKeyHeader(b.in.Spec.Authentication.APIKey))
 	}
 	ns := gatewayv1.Namespace(b.in.Authz.Namespace)
 	exts := []*egv1a1.ContextExtension{{Name: PolicyContextKey, Type: egv1a1.ContextExtensionValueTypeValue, Value: ptr.To(policy)}}
@@ -241,7 +233,7 @@ func (b *builder) jwt(j *apiwardenv1alpha1.JWTAuthentication) *egv1a1.JWT {
 			ClaimToHeaders: []egv1a1.ClaimToHeader{{Header: ConsumerHeader, Claim: claim}},
 		})
 		if len(p.Audiences) > 8 {
-			b.note("spec.authentication.jwt.providers["+p.Name+"].audiences", "Envoy Gateway accepts at most 8 audiences per provider; the first 8 are rendered")
+			b.res.Notef("spec.authentication.jwt.providers["+p.Name+"].audiences", "Envoy Gateway accepts at most 8 audiences per provider; the first 8 are rendered")
 			out.Providers[len(out.Providers)-1].Audiences = out.Providers[len(out.Providers)-1].Audiences[:8]
 		}
 	}
@@ -276,7 +268,7 @@ func (b *builder) authorization() *egv1a1.Authorization {
 	var rules []egv1a1.AuthorizationRule
 	if s.Request != nil && len(s.Request.AllowedMethods) > 0 {
 		if b.dryRun {
-			b.wouldBlock("requests with a method other than %s would be answered 403", methodList(s.Request.AllowedMethods))
+			b.res.WouldBlockf("requests with a method other than %s would be answered 403", methodList(s.Request.AllowedMethods))
 		} else {
 			rules = append(rules, egv1a1.AuthorizationRule{
 				Name:      ptr.To("apiwarden-allowed-methods"),
@@ -284,7 +276,7 @@ func (b *builder) authorization() *egv1a1.Authorization {
 				Principal: anyClient,
 				CEL:       ptr.To(egv1a1.CELExpression(methodsCEL(s.Request.AllowedMethods))),
 			})
-			b.note("spec.request.allowedMethods", "other methods are answered 403 rather than 405: Envoy Gateway's authorization filter answers 403")
+			b.res.Notef("spec.request.allowedMethods", "other methods are answered 403 rather than 405: Envoy Gateway's authorization filter answers 403")
 		}
 	}
 	defaultAllow := true
@@ -312,7 +304,7 @@ func (b *builder) authorization() *egv1a1.Authorization {
 			defaultAllow = false
 		}
 	} else if s.Authorization != nil && jwtOnly {
-		b.wouldBlock("requests that authorization rules refuse would be answered 403")
+		b.res.WouldBlockf("requests that authorization rules refuse would be answered 403")
 	}
 	if len(rules) == 0 {
 		return nil
@@ -391,7 +383,7 @@ func (b *builder) claimVariants(field string, cs []claim) [][]egv1a1.JWTClaim {
 		}
 	}
 	if expand > maxClaimVariants {
-		b.note(field, "more than %d list-or-string claims: they are matched as lists of strings only", maxClaimVariants)
+		b.res.Notef(field, "more than %d list-or-string claims: they are matched as lists of strings only", maxClaimVariants)
 	}
 	for _, c := range cs {
 		str := egv1a1.JWTClaim{Name: c.name, ValueType: ptr.To(egv1a1.JWTClaimValueTypeString), Values: slices.Clone(c.values)}
@@ -427,7 +419,7 @@ func (b *builder) jwtRules(rules []apiwardenv1alpha1.AuthorizationRule) []egv1a1
 	for _, r := range rules {
 		field := "spec.authorization.rules[" + r.Name + "]"
 		if len(r.Roles) > 0 {
-			b.note(field+".roles", "roles belong to API-key consumers; with JWT alone the rule matches only through its consumers and claims")
+			b.res.Notef(field+".roles", "roles belong to API-key consumers; with JWT alone the rule matches only through its consumers and claims")
 			if len(r.Consumers) == 0 && len(r.Claims) == 0 {
 				continue
 			}
@@ -519,7 +511,7 @@ func (b *builder) backendTrafficPolicy() *egv1a1.BackendTrafficPolicy {
 			// local limits, and a global limit without its rate limit
 			// service turns the route into 500s.
 			for _, l := range rl.Limits {
-				b.wouldBlock("requests over %d per %s by %s would be answered 429", l.Requests, strings.ToLower(string(l.Unit)), l.By)
+				b.res.WouldBlockf("requests over %d per %s by %s would be answered 429", l.Requests, strings.ToLower(string(l.Unit)), l.By)
 			}
 		} else {
 			spec.RateLimit = b.rateLimit(rl)
@@ -528,7 +520,7 @@ func (b *builder) backendTrafficPolicy() *egv1a1.BackendTrafficPolicy {
 	}
 	if s.Request != nil && s.Request.MaxBodyBytes != nil {
 		if b.dryRun {
-			b.wouldBlock("request bodies over %d bytes would be answered 413", *s.Request.MaxBodyBytes)
+			b.res.WouldBlockf("request bodies over %d bytes would be answered 413", *s.Request.MaxBodyBytes)
 		} else {
 			spec.RequestBuffer = &egv1a1.RequestBuffer{Limit: *resource.NewQuantity(*s.Request.MaxBodyBytes, resource.BinarySI)}
 			used = true
@@ -552,7 +544,7 @@ func (b *builder) rateLimit(rl *apiwardenv1alpha1.RateLimit) *egv1a1.RateLimitSp
 	for _, l := range rl.Limits {
 		rule := egv1a1.RateLimitRule{Limit: egv1a1.RateLimitValue{Requests: uint32(l.Requests), Unit: egv1a1.RateLimitUnit(l.Unit)}}
 		if l.Burst != nil && *l.Burst > 0 {
-			b.note("spec.rateLimit.limits["+string(l.By)+"].burst", "Envoy Gateway's rate limits have no burst allowance; requests are limited at the steady rate")
+			b.res.Notef("spec.rateLimit.limits["+string(l.By)+"].burst", "Envoy Gateway's rate limits have no burst allowance; requests are limited at the steady rate")
 		}
 		switch l.By {
 		case apiwardenv1alpha1.RateLimitKeyGlobal:
@@ -560,7 +552,7 @@ func (b *builder) rateLimit(rl *apiwardenv1alpha1.RateLimit) *egv1a1.RateLimitSp
 				out.Local = &egv1a1.LocalRateLimit{}
 			}
 			out.Local.Rules = append(out.Local.Rules, rule)
-			b.note("spec.rateLimit.limits[Global]", "counted per Envoy replica (a local rate limit), so the total allowed is the limit times the number of replicas")
+			b.res.Notef("spec.rateLimit.limits[Global]", "counted per Envoy replica (a local rate limit), so the total allowed is the limit times the number of replicas")
 		case apiwardenv1alpha1.RateLimitKeyClientIP:
 			rule.ClientSelectors = []egv1a1.RateLimitSelectCondition{{SourceCIDR: &egv1a1.SourceMatch{Type: ptr.To(egv1a1.SourceMatchDistinct), Value: "0.0.0.0/0"}}}
 			v6 := *rule.DeepCopy()
@@ -590,16 +582,16 @@ func (b *builder) clientTrafficPolicy() *egv1a1.ClientTrafficPolicy {
 	if b.dryRun && len(headers) > 0 && headers[0].Name == "Strict-Transport-Security" {
 		// Browsers keep HSTS for max-age, even after the policy goes: it
 		// blocks plain HTTP, so DryRun only reports it.
-		b.wouldBlock("browsers would refuse plain HTTP to this host for %s seconds", strings.TrimPrefix(strings.SplitN(headers[0].Value, ";", 2)[0], "max-age="))
+		b.res.WouldBlockf("browsers would refuse plain HTTP to this host for %s seconds", strings.TrimPrefix(strings.SplitN(headers[0].Value, ";", 2)[0], "max-age="))
 		headers = headers[1:]
 	}
 	if !b.isGateway() {
 		own := b.in.Policy.Spec
 		if own.TLS != nil && own.TLS.MinVersion != "" {
-			b.note("spec.tls.minVersion", "the TLS version is a property of the Gateway listener; put it in a policy that targets the Gateway")
+			b.res.Notef("spec.tls.minVersion", "the TLS version is a property of the Gateway listener; put it in a policy that targets the Gateway")
 		}
 		if len(headers) > 0 && (own.Versioning != nil || (own.TLS != nil && own.TLS.HSTS != nil)) {
-			b.note("spec.versioning", "response headers (HSTS, Deprecation, Sunset, Link) are rendered for Gateway targets only; on a route add a ResponseHeaderModifier filter with %s", headerList(headers))
+			b.res.Notef("spec.versioning", "response headers (HSTS, Deprecation, Sunset, Link) are rendered for Gateway targets only; on a route add a ResponseHeaderModifier filter with %s", headerList(headers))
 		}
 		return nil
 	}
@@ -607,7 +599,7 @@ func (b *builder) clientTrafficPolicy() *egv1a1.ClientTrafficPolicy {
 	used := false
 	if s.TLS != nil && s.TLS.MinVersion != "" {
 		if b.dryRun {
-			b.wouldBlock("clients offering only TLS below %s would fail the handshake", s.TLS.MinVersion)
+			b.res.WouldBlockf("clients offering only TLS below %s would fail the handshake", s.TLS.MinVersion)
 		} else {
 			spec.TLS = &egv1a1.ClientTLSSettings{TLSSettings: egv1a1.TLSSettings{MinVersion: ptr.To(egv1a1.TLSVersion(s.TLS.MinVersion))}}
 			used = true
@@ -619,9 +611,9 @@ func (b *builder) clientTrafficPolicy() *egv1a1.ClientTrafficPolicy {
 	}
 	if a := s.Authentication; a != nil && a.MTLS != nil {
 		if b.dryRun {
-			b.wouldBlock("clients without a certificate from issuer %s would fail the handshake", a.MTLS.IssuerRef.Name)
+			b.res.WouldBlockf("clients without a certificate from issuer %s would fail the handshake", a.MTLS.IssuerRef.Name)
 		} else if kind, name, ok := certmanager.TrustBundle(b.in.Policy, s); !ok {
-			b.note("spec.authentication.mtls", "no trustBundleRef and no listed consumer whose certificate Secret carries the CA, so there is no CA to validate client certificates against; clients are not asked for certificates")
+			b.res.Notef("spec.authentication.mtls", "no trustBundleRef and no listed consumer whose certificate Secret carries the CA, so there is no CA to validate client certificates against; clients are not asked for certificates")
 		} else {
 			if spec.TLS == nil {
 				spec.TLS = &egv1a1.ClientTLSSettings{}

@@ -6,7 +6,6 @@
 package gatewayapi
 
 import (
-	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -60,8 +59,7 @@ func (Renderer) Render(in render.Input) (render.Result, error) {
 		{s.TLS != nil && s.TLS.MinVersion != "", "spec.tls.minVersion"},
 	} {
 		if f.set {
-			res.Unsupported = append(res.Unsupported, render.Note{Field: f.field,
-				Message: "plain Gateway API has no standard field for this; use --gateway envoy-gateway"})
+			res.Notef(f.field, "plain Gateway API has no standard field for this; use --gateway envoy-gateway")
 		}
 	}
 	return res, nil
@@ -99,7 +97,7 @@ func Redirects(in render.Input) (render.Result, error) {
 			continue
 		}
 		if in.Spec.Mode == apiwardenv1alpha1.PolicyModeDryRun {
-			res.WouldBlock = append(res.WouldBlock, fmt.Sprintf("plain-HTTP requests on listener %q would be redirected to HTTPS", l.Name))
+			res.WouldBlockf("plain-HTTP requests on listener %q would be redirected to HTTPS", l.Name)
 			continue
 		}
 		ref := in.Target

@@ -141,14 +141,6 @@ type builder struct {
 	res    *render.Result
 }
 
-func (b *builder) note(field, format string, args ...any) {
-	b.res.Unsupported = append(b.res.Unsupported, render.Note{Field: field, Message: fmt.Sprintf(format, args...)})
-}
-
-func (b *builder) wouldBlock(format string, args ...any) {
-	b.res.WouldBlock = append(b.res.WouldBlock, fmt.Sprintf(format, args...))
-}
-
 // object starts a rendered object of kind named after the policy, the
 // target and suffix.
 func (b *builder) object(kind, suffix string, spec map[string]any) *unstructured.Unstructured {
@@ -183,7 +175,7 @@ func (b *builder) forwardAuth() *unstructured.Unstructured {
 		policy = b.in.Policy.Namespace + "/" + b.in.Policy.Name
 	}
 	if b.dryRun {
-		b.wouldBlock("requests without a valid API key in header %s would be answered 401 (the authz service counts them in apiwarden_authz_checks_total with result dry_run)", apiKeyHeader(s.Authentication.APIKey))
+		b.res.WouldBlockf("requests without a valid API key in header %s would be answered 401 (the authz service counts them in apiwarden_authz_checks_total with result dry_run)", apiKeyHeader(s.Authentication.APIKey))
 	}
 	return b.object(KindMiddleware, "auth", map[string]any{"forwardAuth": map[string]any{
 		"address": b.in.Authz.ForwardAuthURL(policy),
@@ -211,14 +203,14 @@ func (b *builder) rateLimits() []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
 	for _, l := range rl.Limits {
 		if b.dryRun {
-			b.wouldBlock("requests over %d per %s by %s would be answered 429", l.Requests, strings.ToLower(string(l.Unit)), l.By)
+			b.res.WouldBlockf("requests over %d per %s by %s would be answered 429", l.Requests, strings.ToLower(string(l.Unit)), l.By)
 			continue
 		}
 		period := map[apiwardenv1alpha1.RateLimitUnit]string{
 			apiwardenv1alpha1.RateLimitUnitSecond: "1s", apiwardenv1alpha1.RateLimitUnitMinute: "1m", apiwardenv1alpha1.RateLimitUnitHour: "1h",
 		}[l.Unit]
 		if period == "" {
-			b.note("spec.rateLimit.limits["+string(l.By)+"].unit", "unit %s has no Traefik period; the limit is not rendered", l.Unit)
+			b.res.Notef("spec.rateLimit.limits["+string(l.By)+"].unit", "unit %s has no Traefik period; the limit is not rendered", l.Unit)
 			continue
 		}
 		burst := int64(l.Requests)
@@ -229,7 +221,7 @@ func (b *builder) rateLimits() []*unstructured.Unstructured {
 		switch l.By {
 		case apiwardenv1alpha1.RateLimitKeyConsumer:
 			if b.in.Spec.Authentication == nil || b.in.Spec.Authentication.APIKey == nil {
-				b.note("spec.rateLimit.limits[Consumer]", "without API-key authentication no consumer header is set, so every request counts in one bucket")
+				b.res.Notef("spec.rateLimit.limits[Consumer]", "without API-key authentication no consumer header is set, so every request counts in one bucket")
 			}
 			spec["sourceCriterion"] = map[string]any{"requestHeaderName": ConsumerHeader}
 		case apiwardenv1alpha1.RateLimitKeyClientIP:
@@ -240,7 +232,7 @@ func (b *builder) rateLimits() []*unstructured.Unstructured {
 		out = append(out, b.object(KindMiddleware, "ratelimit-"+strings.ToLower(string(l.By)), map[string]any{"rateLimit": spec}))
 	}
 	if len(out) > 0 {
-		b.note("spec.rateLimit", "Traefik counts each limit per Traefik replica: the total allowed is the limit times the number of replicas")
+		b.res.Notef("spec.rateLimit", "Traefik counts each limit per Traefik replica: the total allowed is the limit times the number of replicas")
 	}
 	return out
 }
@@ -252,7 +244,7 @@ func (b *builder) buffering() *unstructured.Unstructured {
 		return nil
 	}
 	if b.dryRun {
-		b.wouldBlock("request bodies over %d bytes would be answered 413", *r.MaxBodyBytes)
+		b.res.WouldBlockf("request bodies over %d bytes would be answered 413", *r.MaxBodyBytes)
 		return nil
 	}
 	return b.object(KindMiddleware, "body", map[string]any{"buffering": map[string]any{"maxRequestBodyBytes": *r.MaxBodyBytes}})
@@ -269,7 +261,7 @@ func (b *builder) headers() *unstructured.Unstructured {
 	}
 	if s.TLS != nil && s.TLS.HSTS != nil {
 		if b.dryRun {
-			b.wouldBlock("browsers would refuse plain HTTP to this host for %d seconds", s.TLS.HSTS.MaxAgeSeconds)
+			b.res.WouldBlockf("browsers would refuse plain HTTP to this host for %d seconds", s.TLS.HSTS.MaxAgeSeconds)
 		} else {
 			spec["stsSeconds"] = s.TLS.HSTS.MaxAgeSeconds
 			spec["stsIncludeSubdomains"] = s.TLS.HSTS.IncludeSubDomains == apiwardenv1alpha1.FeatureEnabled
@@ -328,7 +320,7 @@ func (b *builder) tlsOption() *unstructured.Unstructured {
 	spec := map[string]any{}
 	if s.TLS != nil && s.TLS.MinVersion != "" {
 		if b.dryRun {
-			b.wouldBlock("clients offering only TLS below %s would fail the handshake", s.TLS.MinVersion)
+			b.res.WouldBlockf("clients offering only TLS below %s would fail the handshake", s.TLS.MinVersion)
 		} else {
 			spec["minVersion"] = "VersionTLS" + strings.ReplaceAll(string(s.TLS.MinVersion), ".", "")
 		}
@@ -337,11 +329,11 @@ func (b *builder) tlsOption() *unstructured.Unstructured {
 		kind, name, ok := certmanager.TrustBundle(b.in.Policy, s)
 		switch {
 		case b.dryRun:
-			b.wouldBlock("clients without a certificate from issuer %s would fail the handshake", a.MTLS.IssuerRef.Name)
+			b.res.WouldBlockf("clients without a certificate from issuer %s would fail the handshake", a.MTLS.IssuerRef.Name)
 		case !ok:
-			b.note("spec.authentication.mtls", "no trustBundleRef and no listed consumer whose certificate Secret carries the CA, so there is no CA to validate client certificates against; clients are not asked for certificates")
+			b.res.Notef("spec.authentication.mtls", "no trustBundleRef and no listed consumer whose certificate Secret carries the CA, so there is no CA to validate client certificates against; clients are not asked for certificates")
 		case kind != "Secret":
-			b.note("spec.authentication.mtls.trustBundleRef", "Traefik reads client CAs from Secrets only, not a %s; clients are not asked for certificates", kind)
+			b.res.Notef("spec.authentication.mtls.trustBundleRef", "Traefik reads client CAs from Secrets only, not a %s; clients are not asked for certificates", kind)
 		default:
 			spec["clientAuth"] = map[string]any{"secretNames": []any{name}, "clientAuthType": "RequireAndVerifyClientCert"}
 		}
@@ -350,7 +342,7 @@ func (b *builder) tlsOption() *unstructured.Unstructured {
 		return nil
 	}
 	if b.ing != nil && len(b.ing.Spec.TLS) == 0 {
-		b.note("spec.tls", "the Ingress has no spec.tls, so Traefik serves it without TLS and the TLSOption does not apply")
+		b.res.Notef("spec.tls", "the Ingress has no spec.tls, so Traefik serves it without TLS and the TLSOption does not apply")
 	}
 	return b.object(KindTLSOption, "tls", spec)
 }
@@ -370,11 +362,11 @@ func (b *builder) redirect() bool {
 		}
 	}
 	if len(hosts) == 0 {
-		b.note("spec.tls.httpRedirect", "the Ingress names no host, so no redirect is rendered (it would catch every host on the entry point)")
+		b.res.Notef("spec.tls.httpRedirect", "the Ingress names no host, so no redirect is rendered (it would catch every host on the entry point)")
 		return false
 	}
 	if b.dryRun {
-		b.wouldBlock("plain-HTTP requests to %s would be redirected to HTTPS", strings.Join(hosts, ", "))
+		b.res.WouldBlockf("plain-HTTP requests to %s would be redirected to HTTPS", strings.Join(hosts, ", "))
 		return false
 	}
 	mw := b.object(KindMiddleware, "https-redirect", map[string]any{"redirectScheme": map[string]any{"scheme": "https", "permanent": true}})
@@ -398,12 +390,12 @@ func (b *builder) redirect() bool {
 func (b *builder) notes() {
 	s := b.in.Spec
 	if a := s.Authentication; a != nil && a.JWT != nil {
-		b.note("spec.authentication.jwt", "Traefik Proxy (open source) cannot verify JWTs; requests are not checked for one")
+		b.res.Notef("spec.authentication.jwt", "Traefik Proxy (open source) cannot verify JWTs; requests are not checked for one")
 	}
 	if s.Authorization != nil && (s.Authentication == nil || s.Authentication.APIKey == nil) {
-		b.note("spec.authorization", "authorization rules are checked by the authz service, which Traefik calls only for API-key authentication")
+		b.res.Notef("spec.authorization", "authorization rules are checked by the authz service, which Traefik calls only for API-key authentication")
 	}
 	if s.Request != nil && len(s.Request.AllowedMethods) > 0 {
-		b.note("spec.request.allowedMethods", "Traefik Proxy has no method filter middleware; other methods are not refused")
+		b.res.Notef("spec.request.allowedMethods", "Traefik Proxy has no method filter middleware; other methods are not refused")
 	}
 }
