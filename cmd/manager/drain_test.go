@@ -10,8 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -79,14 +77,7 @@ func allowedReview(resp *http.Response, uid string) error {
 func TestShutdownDrainsInFlightRequests(t *testing.T) {
 	cp := testenv.ForTest(t)
 	kubeconfig, k8s := cp.Kubeconfig, cp.Client
-	certDir := filepath.Join(t.TempDir(), "certs")
-	if err := os.Mkdir(certDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := testenv.WriteSelfSignedCert(certDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certDir, caPEM := testenv.CertDir(t)
 	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apiwarden-system"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -71,14 +71,7 @@ func TestParseFlags(t *testing.T) {
 func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
 	cp := testenv.ForTest(t)
 	kubeconfig, k8s := cp.Kubeconfig, cp.Client
-	certDir := filepath.Join(t.TempDir(), "certs")
-	if err := os.Mkdir(certDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := testenv.WriteSelfSignedCert(certDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certDir, caPEM := testenv.CertDir(t)
 	bin := managerBinary(t)
 	ctx := context.Background()
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apiwarden-system"}}); err != nil {
@@ -87,6 +80,7 @@ func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
 
 	var ports [3]int
 	for i := range ports {
+		var err error
 		if ports[i], err = testenv.FreePort(); err != nil {
 			t.Fatal(err)
 		}

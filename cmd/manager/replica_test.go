@@ -7,44 +7,25 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/apiwarden/apiwarden/internal/testenv"
 )
 
-// The manager binary, built once for every test of the package.
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
-)
+// bins builds the manager once for every test of the package.
+var bins testenv.Binaries
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
+	bins.Remove()
 	os.Exit(code)
 }
 
-// managerBinary builds ./cmd/manager once and returns its path.
+// managerBinary returns the manager built from this tree.
 func managerBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "apiwarden-manager-"); binErr != nil {
-			return
-		}
-		start := time.Now()
-		binPath, binErr = testenv.BuildBinary("./cmd/manager", binDir)
-		t.Logf("manager built in %s", time.Since(start).Round(time.Second))
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
+	return bins.Build(t, "./cmd/manager")
 }
 
 // replica is a manager process started by a test.

@@ -542,18 +542,10 @@ func (d *demo) forwardAuth(ctx context.Context, uri, key string) (int, http.Head
 // request makes one forward-auth request, prints it (with $KEY for the
 // key) and its answer, and checks the status.
 func (d *demo) request(ctx context.Context, what, uri, key string, want int) error {
-	shown, header := uri, ""
-	for _, k := range []string{key} {
-		if k != "" {
-			shown = strings.ReplaceAll(shown, k, "$KEY")
-		}
-	}
+	// Keys are shown as $KEY, wherever they travel.
+	shown, header := keyPattern.ReplaceAllString(uri, "$$KEY"), ""
 	if key != "" {
 		header = fmt.Sprintf(" -H '%s: $KEY'", keyHeader)
-	}
-	if strings.Contains(uri, "api_key=") && key == "" {
-		// The key travels in the URI: show the variable, not the key.
-		shown = keyPattern.ReplaceAllString(uri, "$$KEY")
 	}
 	fmt.Fprintf(d.out, "\n# %s\n$ curl -i %s%s%s/%s -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: %s'%s\n",
 		what, d.authzURL, authz.ForwardAuthPrefix, ns, route, shown, header)

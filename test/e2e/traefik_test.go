@@ -43,22 +43,6 @@ import (
 	"github.com/apiwarden/apiwarden/internal/testenv"
 )
 
-// traefikBinary is $TRAEFIK (the Makefile sets it), else what
-// hack/traefik.sh prints (it builds Traefik once per machine).
-func traefikBinary(t *testing.T, root string) string {
-	t.Helper()
-	if p := os.Getenv("TRAEFIK"); p != "" {
-		return p
-	}
-	cmd := exec.Command("bash", filepath.Join(root, "hack", "traefik.sh"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("hack/traefik.sh: %v", err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // traefikCRDs is the file of Traefik's CRDs in its module, at the version
 // hack/traefik/go.mod pins.
 func traefikCRDs(t *testing.T, root string) string {
@@ -232,7 +216,10 @@ func TestTraefikEnforcesWhatApiwardenRendered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	traefik := traefikBinary(t, root)
+	traefik, err := testenv.Tool("traefik")
+	if err != nil {
+		t.Fatal(err)
+	}
 	crds := traefikCRDs(t, root)
 	cp := testenv.ForTest(t, func(e *envtest.Environment, _ string) {
 		e.CRDInstallOptions.Paths = append(e.CRDInstallOptions.Paths, crds)

@@ -41,18 +41,11 @@ import (
 // per-machine cache that hack/egctl.sh fills.
 func egctl(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("EGCTL"); p != "" {
-		return p
-	}
-	root, err := testenv.RepoRoot()
+	p, err := testenv.Tool("egctl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("bash", filepath.Join(root, "hack", "egctl.sh")).Output()
-	if err != nil {
-		t.Fatalf("building egctl with hack/egctl.sh: %v", err)
-	}
-	return strings.TrimSpace(string(out))
+	return p
 }
 
 // tlsSecret is a kubernetes.io/tls Secret with a fresh self-signed

@@ -49,11 +49,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if binDir, err = os.MkdirTemp("", "apiwarden-install-"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(binDir)
+	defer bins.Remove()
 	env, err := testenv.Start(withoutAPIWardenCRDs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/apiwarden/apiwarden/internal/testenv"
 )
 
 // fieldOwner is the field manager of the test's server-side applies.
@@ -42,17 +43,10 @@ func tool(t *testing.T, name string) string {
 	if p, ok := toolPaths[name]; ok {
 		return p
 	}
-	if p := os.Getenv(strings.ToUpper(name)); p != "" {
-		toolPaths[name] = p
-		return p
-	}
-	cmd := exec.Command("bash", filepath.Join(repoRoot, "hack", name+".sh"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
+	p, err := testenv.Tool(name)
 	if err != nil {
-		t.Fatalf("hack/%s.sh: %v", name, err)
+		t.Fatal(err)
 	}
-	p := strings.TrimSpace(string(out))
 	toolPaths[name] = p
 	return p
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,13 +48,7 @@ func TestManagerRunsWithItsOwnRBAC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	certDir := filepath.Join(t.TempDir(), "certs")
-	if err := os.Mkdir(certDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testenv.WriteSelfSignedCert(certDir); err != nil {
-		t.Fatal(err)
-	}
+	certDir, _ := testenv.CertDir(t)
 	probeAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	m := startManagerAs(t, defaultNamespace, "apiwarden-controller-manager",
 		"--roles=controllers,webhook,authz",
@@ -194,23 +187,10 @@ func (m *managerRun) checkNotRefused(t *testing.T) {
 	}
 }
 
-// The manager binary, built once for the package's tests into binDir.
-var (
-	binDir  string
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+// bins builds the manager once for the package's tests (TestMain removes it).
+var bins testenv.Binaries
 
 func managerBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		start := time.Now()
-		binPath, binErr = testenv.BuildBinary("./cmd/manager", binDir)
-		t.Logf("manager built in %s", time.Since(start).Round(time.Second))
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
+	return bins.Build(t, "./cmd/manager")
 }
