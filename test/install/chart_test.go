@@ -29,6 +29,21 @@ func helmTemplate(release, namespace string, set []string) ([]byte, error) {
 	return run(helmPath, args...)
 }
 
+// renderChart renders the chart as helmTemplate does and decodes the
+// objects, failing t on error.
+func renderChart(t *testing.T, release, namespace string, set []string) ([]*unstructured.Unstructured, *install) {
+	t.Helper()
+	out, err := helmTemplate(release, namespace, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := decodeObjects(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs, decodeInstall(t, objs)
+}
+
 // helmPath is set by the tests that need helm, through tool().
 var helmPath string
 
@@ -209,15 +224,7 @@ func TestChart(t *testing.T) {
 			if out, err := run(helmPath, lint...); err != nil {
 				t.Fatalf("helm lint: %v\n%s", err, out)
 			}
-			out, err := helmTemplate(tc.release, namespace, tc.set)
-			if err != nil {
-				t.Fatal(err)
-			}
-			objs, err := decodeObjects(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			in := decodeInstall(t, objs)
+			objs, in := renderChart(t, tc.release, namespace, tc.set)
 			checkInstall(t, in, "the chart")
 			for _, o := range objs {
 				if ns := o.GetNamespace(); ns != "" && ns != namespace {

@@ -27,15 +27,7 @@ import (
 func TestSelfManagedCertificateWithChartRBAC(t *testing.T) {
 	helmPath = tool(t, "helm")
 	const release, namespace = "aw-selfrun", "aw-selfrun-system"
-	out, err := helmTemplate(release, namespace, []string{"webhook.certificate.mode=self-managed"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := decodeObjects(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := decodeInstall(t, objs)
+	objs, in := renderChart(t, release, namespace, []string{"webhook.certificate.mode=self-managed"})
 	ensureNamespace(t, namespace)
 	applyAll(t, append(chartCRDs(t), objs...), nil)
 	fullname := release + "-apiwarden"
@@ -53,6 +45,7 @@ func TestSelfManagedCertificateWithChartRBAC(t *testing.T) {
 	}
 	ports := make([]int, 3)
 	for i := range ports {
+		var err error
 		if ports[i], err = testenv.FreePort(); err != nil {
 			t.Fatal(err)
 		}
