@@ -90,8 +90,8 @@ func TestCELAdmission(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the policy in the params", func() bool {
-		fields := strings.Split(params()["L_Ingress_"+ns+"_shop_"], exposure.ParamsSeparator)
-		return len(fields) == 7 && fields[1] == "+APIKey" && exposure.ParamsGeneration(params(), "shop") == "1"
+		fields, ok := exposure.LevelFields(params(), "Ingress", ns, "shop", "")
+		return ok && len(fields) == 7 && fields[1] == "+APIKey" && exposure.ParamsGeneration(params(), "shop") == "1"
 	})
 	eventually(t, "the covered Ingress admitted", func() bool { return k8s.Create(ctx, in.DeepCopy(), client.DryRunAll) == nil })
 

@@ -68,7 +68,7 @@ func AdmissionPolicy(b *apiwardenv1alpha1.APIBaseline, kind string, now time.Tim
 	}
 	c := &celCompiler{b: b, kind: kind, req: requirements(b)}
 	vars := []admissionregistrationv1.Variable{
-		{Name: "p", Expression: "has(params.data) ? params.data : {}"},
+		{Name: "levels", Expression: "has(params.data) && " + lit(LevelsKey) + " in params.data ? params.data[" + lit(LevelsKey) + "] : ''"},
 		{Name: "ns", Expression: "request.namespace"},
 		{Name: "labels", Expression: "has(object.metadata.labels) ? object.metadata.labels : {}"},
 	}
@@ -76,11 +76,32 @@ func AdmissionPolicy(b *apiwardenv1alpha1.APIBaseline, kind string, now time.Tim
 		apiwardenv1alpha1.ControlRateLimit, apiwardenv1alpha1.ControlRequestBody, apiwardenv1alpha1.ControlCORS} {
 		vars = append(vars, admissionregistrationv1.Variable{Name: "ex" + string(ctl), Expression: c.exempt(ctl, now)})
 	}
-	vars = append(vars, c.kindVariables()...)
+	kindVars := c.kindVariables()
+	vars = append(vars, kindVars...)
+	// The fields of each scope's levels, then the fields resolved from
+	// them; Ingresses and Services check TLS and the API protections on
+	// the same scopes.
+	tlsAlias := false
+	for _, kv := range kindVars {
+		tlsAlias = tlsAlias || (kv.Name == "tlsScopes" && kv.Expression == "variables.apiScopes")
+	}
 	vars = append(vars,
-		admissionregistrationv1.Variable{Name: "apiResolved", Expression: resolved("apiScopes")},
-		admissionregistrationv1.Variable{Name: "tlsResolved", Expression: resolved("tlsScopes")})
-	vars = append(vars, admissionregistrationv1.Variable{Name: "violations", Expression: c.violations()})
+		admissionregistrationv1.Variable{Name: "apiLv", Expression: scopeLevels("apiScopes")},
+		admissionregistrationv1.Variable{Name: "apiRes", Expression: resolvedFields("apiLv")})
+	if tlsAlias {
+		vars = append(vars,
+			admissionregistrationv1.Variable{Name: "tlsLv", Expression: "variables.apiLv"},
+			admissionregistrationv1.Variable{Name: "tlsRes", Expression: "variables.apiRes"})
+	} else {
+		vars = append(vars,
+			admissionregistrationv1.Variable{Name: "tlsLv", Expression: scopeLevels("tlsScopes")},
+			admissionregistrationv1.Variable{Name: "tlsRes", Expression: resolvedFields("tlsLv")})
+	}
+	vars = append(vars,
+		admissionregistrationv1.Variable{Name: "pass", Expression: c.pass()},
+		admissionregistrationv1.Variable{Name: "apiResolved", Expression: resolved("apiScopes", "apiRes", "apiLv")},
+		admissionregistrationv1.Variable{Name: "tlsResolved", Expression: resolved("tlsScopes", "tlsRes", "tlsLv")},
+		admissionregistrationv1.Variable{Name: "violations", Expression: c.violations()})
 	action := b.Spec.EnforcementAction
 	if action == "" {
 		action = apiwardenv1alpha1.EnforcementActionDeny
@@ -88,15 +109,26 @@ func AdmissionPolicy(b *apiwardenv1alpha1.APIBaseline, kind string, now time.Tim
 	vap, binding := compiled(b, kind, ownNamespace, celPolicy{
 		group: group, resource: resource,
 		operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-		variables:  vars,
+		// The fast path: an object the params show to be compliant
+		// without looking further does not match, so the apiserver
+		// evaluates nothing else for it (it evaluates the message of
+		// every matching request too, each with variables of its own).
+		matchConditions: []admissionregistrationv1.MatchCondition{{Name: "not-known-compliant", Expression: "!(" + c.fast() + ")"}},
+		variables:       vars,
 		validation: admissionregistrationv1.Validation{
 			// Updates of an object being deleted remove finalizers; the
-			// webhook admits them too.
-			Expression: "has(object.metadata.deletionTimestamp) || size(variables.violations) == 0",
+			// webhook admits them too. "pass" is true exactly when
+			// "violations" is empty (TestCELInProcessMatchesEngine and
+			// the apiserver test hold them to the engine's verdict) and
+			// builds no text, so a compliant object costs only the
+			// checks.
+			Expression: "has(object.metadata.deletionTimestamp) || variables.pass",
 			// The webhook lists one violation per line; the apiserver
 			// refuses a message with line breaks, so a space separates
-			// them here.
-			MessageExpression: "variables.violations.transformList(i, v, i < " + strconv.Itoa(maxListedCEL) + ", v).join(' ') + (size(variables.violations) > " + strconv.Itoa(maxListedCEL) + " ? ' … and ' + string(size(variables.violations) - " + strconv.Itoa(maxListedCEL) + ") + ' more violations; run `apiwarden check` on the manifest to see them all.' : '')",
+			// them here. The apiserver evaluates the message of every
+			// request, passing or not, with variables of its own, so
+			// "pass" comes first.
+			MessageExpression: "variables.pass ? '' : variables.violations.transformList(i, v, i < " + strconv.Itoa(maxListedCEL) + ", v).join(' ') + (size(variables.violations) > " + strconv.Itoa(maxListedCEL) + " ? ' … and ' + string(size(variables.violations) - " + strconv.Itoa(maxListedCEL) + ") + ' more violations; run `apiwarden check` on the manifest to see them all.' : '')",
 		},
 		paramNotFound: admissionregistrationv1.DenyAction,
 		action:        admissionregistrationv1.ValidationAction(action),
@@ -111,6 +143,7 @@ const maxListedCEL = 10
 type celPolicy struct {
 	group, resource string
 	operations      []admissionregistrationv1.OperationType
+	matchConditions []admissionregistrationv1.MatchCondition
 	variables       []admissionregistrationv1.Variable
 	validation      admissionregistrationv1.Validation
 	paramNotFound   admissionregistrationv1.ParameterNotFoundActionType
@@ -135,8 +168,9 @@ func compiled(b *apiwardenv1alpha1.APIBaseline, kind, ownNamespace string, c cel
 					Operations: c.operations,
 					Rule:       admissionregistrationv1.Rule{APIGroups: []string{c.group}, APIVersions: []string{"*"}, Resources: []string{c.resource}},
 				}}}},
-			Variables:   c.variables,
-			Validations: []admissionregistrationv1.Validation{c.validation},
+			MatchConditions: c.matchConditions,
+			Variables:       c.variables,
+			Validations:     []admissionregistrationv1.Validation{c.validation},
 		},
 	}
 	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
@@ -255,6 +289,60 @@ func selectorCEL(sel *metav1.LabelSelector) string {
 	return strings.Join(t, " && ")
 }
 
+// fast is a CEL bool, for matchConditions (which see params but no
+// variables): the object passes for reasons the params' FastKey list of
+// the baseline shows at once. It may be false for a compliant object (the
+// full check then runs) but never true for one with violations, and it
+// builds no text. Per kind:
+//   - Ingress: its own level is complete, and (when TLS is required) it
+//     has no default backend and every rule's host is listed in spec.tls as
+//     written. Every scope of an Ingress starts at its own level.
+//   - Service: not external (neither LoadBalancer nor NodePort, no
+//     externalIPs), so not exposed.
+//   - Gateway: no plain-HTTP listener and, when TLS 1.3 is required, its
+//     own level complete (its only scope).
+//   - HTTPRoute, GRPCRoute: no query parameter matches (HTTPRoute, when
+//     authentication is required), and either its own level is complete, or
+//     no Enforce-mode policy targets it and every parent is a whole
+//     Gateway whose level is complete.
+func (c *celCompiler) fast() string {
+	list := "(params != null && has(params.data) && " + lit(FastKey(c.b)) + " in params.data ? params.data[" + lit(FastKey(c.b)) + "] : '')"
+	completeAt := func(l string) string {
+		return list + ".contains(" + recordSepCEL + " + 'c:' + " + l + " + " + recordSepCEL + ")"
+	}
+	self := lit(c.kind+"_") + " + request.namespace + '_' + object.metadata.name + '_'"
+	tls := c.req.requires(apiwardenv1alpha1.ControlTLS)
+	switch c.kind {
+	case "Ingress":
+		terms := []string{completeAt(self)}
+		if tls {
+			terms = append(terms, "!has(object.spec.defaultBackend)",
+				"(!has(object.spec.rules) || sets.contains(has(object.spec.tls) ? object.spec.tls.map(t, has(t.hosts) ? t.hosts : []).flatten() : [], object.spec.rules.map(r, has(r.host) ? r.host : '')))")
+		}
+		return strings.Join(terms, " && ")
+	case "Service":
+		return "!(has(object.spec.type) && (object.spec.type == 'LoadBalancer' || object.spec.type == 'NodePort')) && !(has(object.spec.externalIPs) && size(object.spec.externalIPs) > 0)"
+	case "Gateway":
+		if !tls {
+			return "true"
+		}
+		terms := []string{"!object.spec.listeners.exists(l, l.protocol == 'HTTP')"}
+		if tlsRank(minTLS(c.req.TLS)) > tlsRank(apiwardenv1alpha1.TLSVersion12) {
+			terms = append(terms, completeAt(self))
+		}
+		return strings.Join(terms, " && ")
+	default: // HTTPRoute, GRPCRoute
+		gwns := "(has(pr.namespace) && pr.namespace != '' ? pr.namespace : request.namespace)"
+		parents := "(has(object.spec.parentRefs) ? object.spec.parentRefs : []).filter(pr, (!has(pr.group) || pr.group == 'gateway.networking.k8s.io') && (!has(pr.kind) || pr.kind == 'Gateway'))"
+		covered := "(" + completeAt(self) + " || (!" + list + ".contains(':' + " + self + " + " + recordSepCEL + ") && " +
+			parents + ".all(pr, !has(pr.sectionName) && " + completeAt("'Gateway_' + "+gwns+" + '_' + pr.name + '_'") + ")))"
+		if c.kind == "HTTPRoute" && c.req.requires(apiwardenv1alpha1.ControlAuthentication) {
+			return "(!has(object.spec.rules) || object.spec.rules.all(r, !has(r.matches) || r.matches.all(m, !has(m.queryParams)))) && " + covered
+		}
+		return covered
+	}
+}
+
 // ref is the CEL for a.ref(): "<Kind> <namespace>/<name>".
 func (c *celCompiler) ref() string {
 	return lit(c.kind+" ") + " + variables.ns + '/' + object.metadata.name"
@@ -350,8 +438,9 @@ func (c *celCompiler) kindVariables() []admissionregistrationv1.Variable {
 			v("tlsScopes", "variables.apiScopes"),
 		}
 	case "Gateway":
-		lvl := "(('L_Gateway_' + variables.ns + '_' + object.metadata.name + '_' + l.name) in variables.p ? 'Gateway_' + variables.ns + '_' + object.metadata.name + '_' + l.name : 'Gateway_' + variables.ns + '_' + object.metadata.name + '_')"
-		tlsField, dryField := field(lvl, 0), field(lvl, 6)
+		sec := "'Gateway_' + variables.ns + '_' + object.metadata.name + '_' + l.name"
+		lvl := "(" + listedCEL(sec) + " ? " + sec + " : 'Gateway_' + variables.ns + '_' + object.metadata.name + '_')"
+		tlsField, dryField := lookupCEL(lvl)+"[0]", lookupCEL(lvl)+"[6]"
 		redirected := "(" + tlsField + " != '' && " + tlsField + ".substring(1).split('|')[1] != 'Disabled')"
 		dry := "(" + dryField + " == '' ? [] : " + dryField + ".substring(1).split(',').sortBy(n, n))"
 		msg := c.ref() + " + ' has plain-HTTP listener ' + strings.quote(l.name) + ' on port ' + string(l.port) + ' and no APIPolicy redirects it to HTTPS' + " + dryNoteCEL(dry)
@@ -366,7 +455,7 @@ func (c *celCompiler) kindVariables() []admissionregistrationv1.Variable {
 	default: // HTTPRoute, GRPCRoute
 		gwns := "(has(pr.namespace) && pr.namespace != '' ? pr.namespace : variables.ns)"
 		sec := "(has(pr.sectionName) ? pr.sectionName : '')"
-		gwl := "(('L_Gateway_' + " + gwns + " + '_' + pr.name + '_' + " + sec + ") in variables.p ? 'Gateway_' + " + gwns + " + '_' + pr.name + '_' + " + sec + " : 'Gateway_' + " + gwns + " + '_' + pr.name + '_')"
+		gwl := "(" + listedCEL("'Gateway_' + "+gwns+" + '_' + pr.name + '_' + "+sec) + " ? 'Gateway_' + " + gwns + " + '_' + pr.name + '_' + " + sec + " : 'Gateway_' + " + gwns + " + '_' + pr.name + '_')"
 		scopes := "variables.parents.map(pr, [" + c.ref() + " + (size(variables.parents) > 1 ? ' through Gateway ' + " + gwns + " + '/' + pr.name + (" + sec + " != '' ? ' listener ' + " + sec + " : '') : ''), " +
 			lit(c.kind+" ") + " + object.metadata.name + ' or Gateway ' + pr.name + (" + gwns + " != variables.ns ? ' (in namespace ' + " + gwns + " + ')' : ''), " +
 			c.selfLevel() + ", " + gwl + "])"
@@ -428,25 +517,51 @@ func (c *celCompiler) violations() string {
 // sepCEL is ParamsSeparator as a CEL string literal.
 const sepCEL = "'\\u001f'"
 
-// field is the CEL for field i of the params of level id l (a CEL string):
-// empty when the level or the field is absent, else "+" and the value.
-func field(l string, i int) string {
-	return "(('L_' + " + l + ") in variables.p ? variables.p['L_' + " + l + "].split(" + sepCEL + ")[" + strconv.Itoa(i) + "] : '')"
+// lookupCEL is the CEL list of the seven fields the params hold for level
+// id l (a CEL string), each empty when the level does not set it and
+// otherwise "+" and the value (Params); seven empty strings when the params
+// do not list the level. split finds the record with a substring search,
+// without converting the params to runes as indexOf and substring would.
+func lookupCEL(l string) string {
+	return "variables.levels.split(" + recordSepCEL + " + " + l + " + " + sepCEL + ", 2)[?1].orValue(" + noFieldsCEL + ").split(" + recordSepCEL + ", 2)[0].split(" + sepCEL + ")"
 }
 
-// resolved maps the scopes in variable v ([subject, hint, level, level])
-// to what resolve computes for each: [subject, hint, then, from the first
-// level that sets it, TLS, authentication methods, the policy that sets
-// them, rate limits, maxBodyBytes and CORS (each empty or "+value", as in the
-// params), and the DryRun note]. It is computed once per scope.
-func resolved(v string) string {
+// noFieldsCEL is a record of seven empty fields.
+const noFieldsCEL = "'\\u001f\\u001f\\u001f\\u001f\\u001f\\u001f'"
+
+// noFieldsList is lookupCEL's answer for an absent level, as a list.
+const noFieldsList = "['', '', '', '', '', '', '']"
+
+// listedCEL is a CEL bool: the params list level id l.
+func listedCEL(l string) string {
+	return "variables.levels.contains(" + recordSepCEL + " + " + l + " + " + sepCEL + ")"
+}
+
+// scopeLevels maps the scopes in variable v ([subject, hint, level,
+// level]) to the fields of their two levels.
+func scopeLevels(v string) string {
+	return "variables." + v + ".map(s, [" + lookupCEL("s[2]") + ", s[3] == '' ? " + noFieldsList + " : " + lookupCEL("s[3]") + "])"
+}
+
+// resolvedFields maps the level fields in variable lv to what resolve
+// computes for each scope: each field from the first level that sets it
+// (the seventh, DryRun policies, is collected from both by dryScope
+// instead).
+func resolvedFields(lv string) string {
+	return "variables." + lv + ".map(ab, ab[0].transformList(i, x, x != '' ? x : ab[1][i]))"
+}
+
+// resolved is, for the messages, each scope of variable scopes with its
+// resolved fields (res) and DryRun note (from its levels, lv): [subject,
+// hint, then TLS, authentication methods, the policy that sets them, rate
+// limits, maxBodyBytes, CORS, and the DryRun note].
+func resolved(scopes, res, lv string) string {
 	items := []string{"s[0]", "s[1]"}
 	for i := 0; i < 6; i++ {
-		first, second := field("s[2]", i), field("s[3]", i)
-		items = append(items, "("+first+" != '' ? "+first+" : (s[3] != '' ? "+second+" : ''))")
+		items = append(items, "variables."+res+"[i]["+strconv.Itoa(i)+"]")
 	}
-	items = append(items, dryNoteCEL(dryScope))
-	return "variables." + v + ".map(s, [" + strings.Join(items, ", ") + "])"
+	items = append(items, dryNoteCEL(dryScope(lv)))
+	return "variables." + scopes + ".transformList(i, s, [" + strings.Join(items, ", ") + "])"
 }
 
 // Fields of a resolved scope s.
@@ -465,19 +580,96 @@ func withDry(msgNoDot string) string {
 	return msgNoDot + " + " + rDryNote
 }
 
-// dryScope is the CEL list of the DryRun policies at scope s's levels, as
-// resolve collects them.
-var dryScope = "[s[2], s[3]].filter(l, l != '').map(l, " + field("l", 6) + ").filter(d, d != '').map(d, d.substring(1).split(',')).flatten().sortBy(n, n)"
+// dryScope is the CEL list of the DryRun policies at the levels of scope i
+// of variable lv, as resolve collects them.
+func dryScope(lv string) string {
+	return "[variables." + lv + "[i][0][6], variables." + lv + "[i][1][6]].filter(d, d != '').map(d, d.substring(1).split(',')).flatten().sortBy(n, n)"
+}
+
+// tlsGot is the CEL for the minimum TLS version a resolved TLS field
+// (tls, a CEL string) accepts.
+func tlsGot(tls string) string {
+	return "(" + tls + " == '' || " + tls + ".substring(1).split('|')[0] == '' ? '1.2' : " + tls + ".substring(1).split('|')[0])"
+}
+
+// tlsMeets is a CEL bool: the resolved TLS field tls meets minimum want.
+func tlsMeets(tls string, want apiwardenv1alpha1.TLSVersion) string {
+	got := tlsGot(tls)
+	return "(" + got + " == '1.2' ? 12 : (" + got + " == '1.3' ? 13 : 0)) >= " + strconv.Itoa(tlsRank(want))
+}
+
+// minTLS is the minimum TLS version r requires.
+func minTLS(r *apiwardenv1alpha1.TLSRequirement) apiwardenv1alpha1.TLSVersion {
+	if r.MinVersion == "" {
+		return apiwardenv1alpha1.TLSVersion12
+	}
+	return r.MinVersion
+}
+
+// authNames is the authentication methods r accepts, as the params name
+// them.
+func authNames(r *apiwardenv1alpha1.AuthenticationRequirement) []string {
+	allowed := r.Methods
+	if len(allowed) == 0 {
+		allowed = allMethods
+	}
+	names := make([]string, len(allowed))
+	for i, m := range allowed {
+		names[i] = string(m)
+	}
+	return names
+}
+
+// ceilingCEL is the rate limit ceiling, in requests per second, as a CEL
+// double literal.
+func ceilingCEL(r *apiwardenv1alpha1.RateLimitRequirement) string {
+	return "double('" + strconv.FormatFloat(r.Ceiling.PerSecond(), 'g', -1, 64) + "')"
+}
+
+// corsFound is the CEL condition on origin x (the first item of o, the
+// credentials flag, is skipped by the callers) that the CORS requirement r
+// refuses.
+func corsFound(o string, r *apiwardenv1alpha1.CORSRequirement) string {
+	wildOK := strconv.FormatBool(r.WildcardOrigins == apiwardenv1alpha1.FeatureEnabled)
+	return "((" + o + "[0] == '1' && x.contains('*')) || (x == '*' && !" + wildOK + "))"
+}
+
+// pass is the CEL bool that violations is empty, computed without
+// building any text: the object's own findings (which build text only for
+// failures), then each requirement over the resolved fields of each scope.
+func (c *celCompiler) pass() string {
+	terms := []string{"size(variables.findings) == 0"}
+	if r := c.req.TLS; r != nil {
+		terms = append(terms, "(variables.exTLS || variables.tlsRes.all(r, "+tlsMeets("r[0]", minTLS(r))+"))")
+	}
+	var api []string
+	if r := c.req.Authentication; r != nil {
+		api = append(api, "(variables.exAuthentication || (r[1] != '' && r[1] != '+' && r[1].substring(1).split(',').exists(m, m in "+listLit(authNames(r))+")))")
+	}
+	if r := c.req.RateLimit; r != nil {
+		within := ""
+		if r.Ceiling != nil {
+			within = " && !r[3].substring(1).split(';').exists(l, double(l.split(':')[3]) > " + ceilingCEL(r) + ")"
+		}
+		api = append(api, "(variables.exRateLimit || (r[3] != ''"+within+"))")
+	}
+	if r := c.req.RequestBody; r != nil {
+		api = append(api, "(variables.exRequestBody || (r[4] != '' && r[4] != '+' && !(int(r[4].substring(1)) > "+strconv.FormatInt(r.MaxBytes, 10)+")))")
+	}
+	if r := c.req.CORS; r != nil {
+		o := "r[5].substring(1).split('\\n')"
+		api = append(api, "(variables.exCORS || r[5] == '' || !"+o+".exists(i, x, i > 0 && "+corsFound(o, r)+"))")
+	}
+	if len(api) > 0 {
+		terms = append(terms, "variables.apiRes.all(r, "+strings.Join(api, " && ")+")")
+	}
+	return "!variables.exposed || (" + strings.Join(terms, " && ") + ")"
+}
 
 func (c *celCompiler) tlsVersion(r *apiwardenv1alpha1.TLSRequirement) string {
-	want := r.MinVersion
-	if want == "" {
-		want = apiwardenv1alpha1.TLSVersion12
-	}
-	got := "(" + rTLS + " == '' || " + rTLS + ".substring(1).split('|')[0] == '' ? '1.2' : " + rTLS + ".substring(1).split('|')[0])"
-	rank := "(" + got + " == '1.2' ? 12 : (" + got + " == '1.3' ? 13 : 0))"
-	msg := "s[0] + ' accepts TLS ' + " + got + " + ', below the required minimum TLS " + string(want) + "'"
-	return "(" + rank + " >= " + strconv.Itoa(tlsRank(want)) + " ? [] : [" + withDry(msg) +
+	want := minTLS(r)
+	msg := "s[0] + ' accepts TLS ' + " + tlsGot(rTLS) + " + ', below the required minimum TLS " + string(want) + "'"
+	return "(" + tlsMeets(rTLS, want) + " ? [] : [" + withDry(msg) +
 		" + ' Attach an APIPolicy targeting ' + s[1] + ' with spec.tls.minVersion: " + strings.ReplaceAll(lit(string(want)), `"`, `\"`) + ",' + " + c.suffix() + "])"
 }
 
@@ -490,25 +682,20 @@ func (c *celCompiler) checkAPI() string {
 		if len(allowed) == 0 {
 			allowed = allMethods
 		}
-		names := make([]string, len(allowed))
-		for i, m := range allowed {
-			names[i] = string(m)
-		}
 		got := rAuth + ".substring(1).split(',')"
 		gotList := "(size(" + got + ") == 1 ? " + got + "[0] : (size(" + got + ") == 2 ? " + got + "[0] + ' or ' + " + got + "[1] : " + got + "[0] + ', ' + " + got + "[1] + ' or ' + " + got + "[2]))"
 		missing := withDry("s[0] + ' is exposed without authentication: no APIPolicy in Enforce mode targeting ' + s[1] + ' sets spec.authentication'") +
 			" + ' Attach an APIPolicy targeting ' + s[1] + ' with spec.authentication (" + methodList(allowed) + "),' + " + sfx
 		notAllowed := "s[0] + ' authenticates with ' + " + gotList + " + ' only, which the baseline does not accept. Configure one of " + methodList(allowed) +
 			" in APIPolicy ' + strings.quote(" + rAuthPol + ".substring(1)) + ',' + " + sfx
-		parts = append(parts, "(variables.exAuthentication ? [] : ("+rAuth+" == '' || "+rAuth+" == '+' ? ["+missing+"] : (!"+got+".exists(m, m in "+listLit(names)+") ? ["+notAllowed+"] : [])))")
+		parts = append(parts, "(variables.exAuthentication ? [] : ("+rAuth+" == '' || "+rAuth+" == '+' ? ["+missing+"] : (!"+got+".exists(m, m in "+listLit(authNames(r))+") ? ["+notAllowed+"] : [])))")
 	}
 	if r := c.req.RateLimit; r != nil {
 		missing := withDry("s[0] + ' is exposed without a rate limit: no APIPolicy in Enforce mode targeting ' + s[1] + ' sets spec.rateLimit'") +
 			" + ' Attach an APIPolicy targeting ' + s[1] + ' with spec.rateLimit.limits,' + " + sfx
 		above := "[]"
 		if r.Ceiling != nil {
-			ceiling := strconv.FormatFloat(r.Ceiling.PerSecond(), 'g', -1, 64)
-			over := rRate + ".substring(1).split(';').filter(l, double(l.split(':')[3]) > double('" + ceiling + "')).map(l, s[0] + ' allows ' + l.split(':')[0] + ' requests per ' + l.split(':')[1] + ' by ' + l.split(':')[2] + " +
+			over := rRate + ".substring(1).split(';').filter(l, double(l.split(':')[3]) > " + ceilingCEL(r) + ").map(l, s[0] + ' allows ' + l.split(':')[0] + ' requests per ' + l.split(':')[1] + ' by ' + l.split(':')[2] + " +
 				lit(fmt.Sprintf(", above the ceiling of %d per %s.", r.Ceiling.Requests, strings.ToLower(string(r.Ceiling.Unit)))) + " + ' Lower the limit in the covering APIPolicy,' + " + sfx + ")"
 			above = "(size(" + over + ") > 0 ? [" + over + "[0]] : [])"
 		}
@@ -523,11 +710,9 @@ func (c *celCompiler) checkAPI() string {
 	}
 	if r := c.req.CORS; r != nil {
 		o := rCORS + ".substring(1).split('\\n')"
-		wildOK := strconv.FormatBool(r.WildcardOrigins == apiwardenv1alpha1.FeatureEnabled)
-		cond := "((" + o + "[0] == '1' && x.contains('*')) || (x == '*' && !" + wildOK + "))"
 		text := "(" + o + "[0] == '1' && x.contains('*')) ? s[0] + ' allows credentials in cross-origin requests from a wildcard origin (' + strings.quote(x) + ').' + ' List the trusted origins in spec.cors.allowOrigins of the covering APIPolicy, or drop allowCredentials,' + " + sfx +
 			" : s[0] + ' allows cross-origin requests from any origin (\"*\").' + ' List the trusted origins in spec.cors.allowOrigins of the covering APIPolicy,' + " + sfx
-		found := o + ".transformList(i, x, i > 0 && " + cond + ", " + text + ")"
+		found := o + ".transformList(i, x, i > 0 && " + corsFound(o, r) + ", " + text + ")"
 		parts = append(parts, "(variables.exCORS || "+rCORS+" == '' ? [] : (size("+found+") > 0 ? ["+found+"[0]] : []))")
 	}
 	if len(parts) == 0 {

@@ -39,7 +39,9 @@ var invalid int
 // bindings is TestCELActions'. Each case runs in a namespace of its own
 // (the table's "shop" renamed), and waits until the apiserver has loaded
 // its policy and params: a probe validation, added in front of the compiled
-// one, denies an object named apiwarden-probe once both are in place.
+// one, denies an object named apiwarden-probe once both are in place. The
+// compiled fast path (matchConditions) is part of what each case checks:
+// an object it admits is never evaluated by the validations.
 func TestCELMatchesEngine(t *testing.T) {
 	env, err := testenv.Start()
 	if err != nil {
@@ -148,6 +150,11 @@ func runCELCase(ctx context.Context, t *testing.T, k8s client.Client, tc exposur
 	// Only this case's namespace, so that cases do not see each other.
 	binding.Spec.MatchResources.NamespaceSelector.MatchExpressions = append(binding.Spec.MatchResources.NamespaceSelector.MatchExpressions,
 		metav1.LabelSelectorRequirement{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: []string{ns}})
+	// The probe skips the fast path, which would otherwise admit a copy
+	// of a compliant object without evaluating the probe validation.
+	for i := range vap.Spec.MatchConditions {
+		vap.Spec.MatchConditions[i].Expression = "object.metadata.name == 'apiwarden-probe' || " + vap.Spec.MatchConditions[i].Expression
+	}
 	vap.Spec.Validations = append([]admissionregistrationv1.Validation{{
 		Expression: "object.metadata.name != 'apiwarden-probe' || !(has(params.data) && 'apiwarden-probe' in params.data)",
 		Message:    "apiwarden-probe-ready",

@@ -84,27 +84,61 @@ func resolve(snap Snapshot, sc scope) effective {
 		if p == nil {
 			continue
 		}
-		s := &p.Spec
-		if eff.tls == nil && s.TLS != nil {
-			eff.tls = s.TLS
-		}
-		if eff.authentication == nil && s.Authentication != nil {
-			eff.authentication, eff.authPolicy = s.Authentication, p.Name
-		}
-		if eff.rateLimit == nil && s.RateLimit != nil && len(s.RateLimit.Limits) > 0 {
-			eff.rateLimit = s.RateLimit
-		}
-		if eff.request == nil && s.Request != nil {
-			eff.request = s.Request
-		}
-		if eff.cors == nil && s.CORS != nil {
-			eff.cors = s.CORS
-		}
+		eff.adopt(p)
 	}
 	if len(eff.dryRun) > 1 {
 		sort.Strings(eff.dryRun)
 	}
 	return eff
+}
+
+// adopt takes from p, the winner of the next level, each field no more
+// specific level has set.
+func (eff *effective) adopt(p *apiwardenv1alpha1.APIPolicy) {
+	s := &p.Spec
+	if eff.tls == nil && s.TLS != nil {
+		eff.tls = s.TLS
+	}
+	if eff.authentication == nil && s.Authentication != nil {
+		eff.authentication, eff.authPolicy = s.Authentication, p.Name
+	}
+	if eff.rateLimit == nil && s.RateLimit != nil && len(s.RateLimit.Limits) > 0 {
+		eff.rateLimit = s.RateLimit
+	}
+	if eff.request == nil && s.Request != nil {
+		eff.request = s.Request
+	}
+	if eff.cors == nil && s.CORS != nil {
+		eff.cors = s.CORS
+	}
+}
+
+// complete reports whether w, the winner of a level, meets every
+// requirement of req whatever the less specific levels set, so that a
+// scope whose most specific level is w passes: w sets each field req
+// checks (a more specific level's field wins) and each passes. The one
+// field it need not set is TLS when req asks for TLS 1.2, which every
+// version the API accepts meets.
+func complete(w *apiwardenv1alpha1.APIPolicy, req requirementSet) bool {
+	var eff effective
+	eff.adopt(w)
+	if (req.Authentication != nil && eff.authentication == nil) ||
+		(req.RateLimit != nil && eff.rateLimit == nil) ||
+		(req.RequestBody != nil && eff.request == nil) ||
+		(req.CORS != nil && eff.cors == nil) {
+		return false
+	}
+	var a analysis
+	var sc scope
+	if req.TLS != nil {
+		if tlsRank(minTLS(req.TLS)) > tlsRank(apiwardenv1alpha1.TLSVersion12) && eff.tls == nil {
+			return false
+		}
+		if len(checkTLSVersion(&a, sc, eff, req.TLS)) > 0 {
+			return false
+		}
+	}
+	return len(checkAPI(&a, sc, eff, req)) == 0
 }
 
 // winner returns the policy that protects one level: the oldest
