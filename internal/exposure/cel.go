@@ -306,15 +306,20 @@ func selectorCEL(sel *metav1.LabelSelector) string {
 //     no Enforce-mode policy targets it and every parent is a whole
 //     Gateway whose level is complete.
 func (c *celCompiler) fast() string {
-	list := "(params != null && has(params.data) && " + lit(FastKey(c.b)) + " in params.data ? params.data[" + lit(FastKey(c.b)) + "] : '')"
-	completeAt := func(l string) string {
-		return list + ".contains(" + recordSepCEL + " + 'c:' + " + l + " + " + recordSepCEL + ")"
+	// The list, or its shard for object name n (maxUnshardedFast).
+	key := lit(FastKey(c.b))
+	list := func(n string) string {
+		return "(params != null && has(params.data) ? params.data[?" + key + "].orValue(params.data[?" + key + " + '.' + " + n + ".substring(size(" + n + ") - 1)].orValue('')) : '')"
 	}
+	completeAt := func(n, l string) string {
+		return list(n) + ".contains(" + recordSepCEL + " + 'c:' + " + l + " + " + recordSepCEL + ")"
+	}
+	name := "object.metadata.name"
 	self := lit(c.kind+"_") + " + request.namespace + '_' + object.metadata.name + '_'"
 	tls := c.req.requires(apiwardenv1alpha1.ControlTLS)
 	switch c.kind {
 	case "Ingress":
-		terms := []string{completeAt(self)}
+		terms := []string{completeAt(name, self)}
 		if tls {
 			terms = append(terms, "!has(object.spec.defaultBackend)",
 				"(!has(object.spec.rules) || sets.contains(has(object.spec.tls) ? object.spec.tls.map(t, has(t.hosts) ? t.hosts : []).flatten() : [], object.spec.rules.map(r, has(r.host) ? r.host : '')))")
@@ -328,14 +333,14 @@ func (c *celCompiler) fast() string {
 		}
 		terms := []string{"!object.spec.listeners.exists(l, l.protocol == 'HTTP')"}
 		if tlsRank(minTLS(c.req.TLS)) > tlsRank(apiwardenv1alpha1.TLSVersion12) {
-			terms = append(terms, completeAt(self))
+			terms = append(terms, completeAt(name, self))
 		}
 		return strings.Join(terms, " && ")
 	default: // HTTPRoute, GRPCRoute
 		gwns := "(has(pr.namespace) && pr.namespace != '' ? pr.namespace : request.namespace)"
 		parents := "(has(object.spec.parentRefs) ? object.spec.parentRefs : []).filter(pr, (!has(pr.group) || pr.group == 'gateway.networking.k8s.io') && (!has(pr.kind) || pr.kind == 'Gateway'))"
-		covered := "(" + completeAt(self) + " || (!" + list + ".contains(':' + " + self + " + " + recordSepCEL + ") && " +
-			parents + ".all(pr, !has(pr.sectionName) && " + completeAt("'Gateway_' + "+gwns+" + '_' + pr.name + '_'") + ")))"
+		covered := "(" + completeAt(name, self) + " || (!" + list(name) + ".contains(':' + " + self + " + " + recordSepCEL + ") && " +
+			parents + ".all(pr, !has(pr.sectionName) && " + completeAt("pr.name", "'Gateway_' + "+gwns+" + '_' + pr.name + '_'") + ")))"
 		if c.kind == "HTTPRoute" && c.req.requires(apiwardenv1alpha1.ControlAuthentication) {
 			return "(!has(object.spec.rules) || object.spec.rules.all(r, !has(r.matches) || r.matches.all(m, !has(m.queryParams)))) && " + covered
 		}

@@ -230,6 +230,49 @@ func TestCELInProcessMatchesEngine(t *testing.T) {
 	}
 }
 
+// TestFastPathWithShardedList: with a thousand policies in the namespace
+// the fast list is sharded by the last character of the object's name, and
+// the fast path still finds a covered Ingress, while an uncovered one, or a
+// covered one with a host missing from spec.tls, takes the full check and
+// is denied.
+func TestFastPathWithShardedList(t *testing.T) {
+	b := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: apiwardenv1alpha1.APIBaselineSpec{Admission: apiwardenv1alpha1.AdmissionModeCEL}}
+	v, cm, ns := benchSetup(t, 1000)
+	shards := 0
+	for k := range cm.Data {
+		if strings.HasPrefix(k, exposure.FastKey(b)+".") {
+			shards++
+		}
+	}
+	if _, whole := cm.Data[exposure.FastKey(b)]; whole || shards != 10 {
+		t.Fatalf("the fast list of 1,000 levels is not sharded by last character: whole=%v, %d shards", whole, shards)
+	}
+	vap, _, err := exposure.AdmissionPolicy(b, "Ingress", time.Now(), ownNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := vap.DeepCopy()
+	probe.Spec.MatchConditions = nil
+	probe.Spec.Validations = []admissionregistrationv1.Validation{{Expression: vap.Spec.MatchConditions[0].Expression, Message: "fast"}}
+	fast := inProcess(t, probe)
+	for _, name := range []string{"ing-0", "ing-7", "ing-999"} {
+		if evalInProcess(t, fast, benchIngress("bench", name, 20), nil, cm, ns) == "" {
+			t.Errorf("covered Ingress %s did not take the fast path", name)
+		}
+	}
+	uncovered := benchIngress("bench", "ing-1000", 1)
+	partial := benchIngress("bench", "ing-3", 3)
+	partial.Spec.TLS = partial.Spec.TLS[:2]
+	for _, in := range []*networkingv1.Ingress{uncovered, partial} {
+		if evalInProcess(t, fast, in, nil, cm, ns) != "" {
+			t.Errorf("Ingress %s took the fast path", in.Name)
+		}
+		if evalInProcess(t, v, in, nil, cm, ns) == "" {
+			t.Errorf("Ingress %s was admitted", in.Name)
+		}
+	}
+}
+
 // benchIngress is an Ingress of n hosts, each in spec.tls.
 func benchIngress(ns, name string, n int) *networkingv1.Ingress {
 	in := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}

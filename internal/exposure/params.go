@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,6 +48,25 @@ const GenerationsKey = "generations"
 // level's seven fields separated by ParamsSeparator; the value ends with
 // RecordSeparator.
 const LevelsKey = "levels"
+
+// maxUnshardedFast is the longest fast list kept under one key. The
+// apiserver's CEL cost tracking counts the runes of a string each time an
+// expression searches it, so a longer list is split by the last character
+// of the level's object name (FastKey + "." + that character): each search
+// then reads one shard, and the few keys added cost little to convert.
+const maxUnshardedFast = 2048
+
+// shardOf is the last character of an object name, which names the
+// level's fast-list shard; a name no object can have (one that does not end
+// in a lower-case letter or digit, as DNS names do) gets no fast entry and
+// takes the full check.
+func shardOf(name string) (byte, bool) {
+	if name == "" {
+		return 0, false
+	}
+	c := name[len(name)-1]
+	return c, (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+}
 
 // FastKey is the params key that lists, for baseline b's requirements as
 // they are now, every level of the namespace with an Enforce-mode winner:
@@ -120,11 +141,13 @@ func Params(snap Snapshot, policies []*apiwardenv1alpha1.APIPolicy, ns string) m
 	var b strings.Builder
 	b.WriteString(RecordSeparator)
 	baselines := snap.Baselines()
-	fast := make([]strings.Builder, len(baselines))
+	// fast[i] maps the last character of a level's object name to the
+	// records of baseline i there.
+	fast := make([]map[byte]*strings.Builder, len(baselines))
 	reqs := make([]requirementSet, len(baselines))
 	for i, bl := range baselines {
 		reqs[i] = requirements(bl)
-		fast[i].WriteString(RecordSeparator)
+		fast[i] = map[byte]*strings.Builder{}
 	}
 	for _, l := range levels {
 		w, dry := winner(snap, level{key: l.key, section: l.section}, nil)
@@ -132,13 +155,18 @@ func Params(snap Snapshot, policies []*apiwardenv1alpha1.APIPolicy, ns string) m
 			continue
 		}
 		id := levelID(l.key, l.section)
-		if w != nil {
+		if last, ok := shardOf(l.key.Name); ok && w != nil {
 			for i := range baselines {
 				mark := "i:"
 				if complete(w, reqs[i]) {
 					mark = "c:"
 				}
-				fast[i].WriteString(mark + id + RecordSeparator)
+				sb := fast[i][last]
+				if sb == nil {
+					sb = &strings.Builder{}
+					fast[i][last] = sb
+				}
+				sb.WriteString(mark + id + RecordSeparator)
 			}
 		}
 		var f [7]string
@@ -194,7 +222,22 @@ func Params(snap Snapshot, policies []*apiwardenv1alpha1.APIPolicy, ns string) m
 	}
 	out := map[string]string{LevelsKey: b.String()}
 	for i, bl := range baselines {
-		out[FastKey(bl)] = fast[i].String()
+		total := 0
+		for _, sb := range fast[i] {
+			total += sb.Len()
+		}
+		if total <= maxUnshardedFast {
+			var all strings.Builder
+			all.WriteString(RecordSeparator)
+			for _, c := range slices.Sorted(maps.Keys(fast[i])) {
+				all.WriteString(fast[i][c].String())
+			}
+			out[FastKey(bl)] = all.String()
+			continue
+		}
+		for c, sb := range fast[i] {
+			out[FastKey(bl)+"."+string(c)] = RecordSeparator + sb.String()
+		}
 	}
 	var gens []string
 	for _, p := range policies {

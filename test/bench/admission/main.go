@@ -69,7 +69,7 @@ func main() {
 }
 
 type config struct {
-	policies, creates, requests, hosts int
+	policies, creates, requests, hosts, runs int
 	concurrency                        []int
 	duration                           time.Duration
 }
@@ -81,6 +81,7 @@ func run() error {
 	flag.IntVar(&cfg.creates, "creates", 1000, "Ingresses created through the apiserver per mode.")
 	flag.IntVar(&cfg.requests, "requests", 20000, "HTTPS reviews per handler and concurrency (upper bound).")
 	flag.IntVar(&cfg.hosts, "hosts", 20, "Hosts per Ingress.")
+	flag.IntVar(&cfg.runs, "runs", 3, "Runs per mode through the apiserver (the median is reported).")
 	flag.DurationVar(&cfg.duration, "max-duration", 20*time.Second, "Upper bound on each HTTPS measurement.")
 	cpuProfile := flag.String("cpuprofile", "", "Write a CPU profile of the whole run to this file.")
 	skipHTTPS := flag.Bool("skip-https", false, "Measure only through the apiserver.")
@@ -425,14 +426,22 @@ func benchAPIServer(ctx context.Context, cfg config, restCfg *rest.Config, k8s c
 		return err
 	}
 
-	fmt.Printf("## %d Ingress creates through kube-apiserver (envtest), median of three runs per mode\n\n", cfg.creates)
+	fmt.Printf("## %d Ingress creates through kube-apiserver (envtest), median of %d runs per mode\n\n", cfg.creates, cfg.runs)
 	fmt.Println("| clients | no admission | floor webhook | apiwarden webhook | apiwarden CEL | floor / none | webhook / none | CEL / none | CEL / webhook |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, clients := range []int{1, 8} {
-		// Each mode runs three times, in the order A B C C B A A B C, and
-		// reports its median run, so neither warm-up nor drift favours one.
+		// Each mode runs -runs times, in the order A B C D D C B A A B …,
+		// and reports its median run, so neither warm-up nor drift
+		// favours one.
 		runs := map[string][]time.Duration{}
-		order := append(slices.Clone(modes), modes[3], modes[2], modes[1], modes[0], modes[0], modes[1], modes[2], modes[3])
+		var order []mode
+		for r := range cfg.runs {
+			ms := slices.Clone(modes)
+			if r%2 == 1 {
+				slices.Reverse(ms)
+			}
+			order = append(order, ms...)
+		}
 		for _, m := range order {
 			if err := installWebhook(ctx, k8s, cs, m.ns, m.url, caPEM, m.calls); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
