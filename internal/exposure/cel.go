@@ -309,7 +309,7 @@ func (c *celCompiler) fast() string {
 	// The list, or its shard for object name n (maxUnshardedFast).
 	key := lit(FastKey(c.b))
 	list := func(n string) string {
-		return "(params != null && has(params.data) ? params.data[?" + key + "].orValue(params.data[?" + key + " + '.' + " + n + ".substring(size(" + n + ") - 1)].orValue('')) : '')"
+		return "(params == null || !has(params.data) ? '' : (" + key + " in params.data ? params.data[" + key + "] : params.data[?" + key + " + '.' + " + n + ".substring(size(" + n + ") - 1)].orValue('')))"
 	}
 	completeAt := func(n, l string) string {
 		return list(n) + ".contains(" + recordSepCEL + " + 'c:' + " + l + " + " + recordSepCEL + ")"

@@ -70,8 +70,8 @@ func main() {
 
 type config struct {
 	policies, creates, requests, hosts, runs int
-	concurrency                        []int
-	duration                           time.Duration
+	concurrency                              []int
+	duration                                 time.Duration
 }
 
 func run() error {

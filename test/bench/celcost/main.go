@@ -35,9 +35,10 @@ func main() {
 	large := flag.Int("large", 1000, "policies in the large params")
 	hosts := flag.Int("hosts", 20, "hosts of the larger Ingress")
 	creates := flag.Int("creates", 300, "sequential dry-run creates per cell")
-	profile := flag.String("apiserver-profile", "", "write a CPU profile of the apiserver, taken during the large params' creates, to this file")
+	profile := flag.String("apiserver-profile", "", "write a 10-second CPU profile of the apiserver, taken from the start of the CEL creates of -hosts hosts with the large params, to this file")
+	real := flag.Bool("real", false, "create the Ingresses for real (and delete them after each cell) instead of dry-run")
 	flag.Parse()
-	if err := run(*small, *large, *hosts, *creates, *profile); err != nil {
+	if err := run(*small, *large, *hosts, *creates, *profile, *real); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -53,7 +54,7 @@ func ingress(ns, name string, hosts int) *networkingv1.Ingress {
 	return in
 }
 
-func run(small, large, hosts, creates int, profile string) error {
+func run(small, large, hosts, creates int, profile string, real bool) error {
 	ctrl.SetLogger(zap.New())
 	env, err := testenv.Start()
 	if err != nil {
@@ -68,13 +69,27 @@ func run(small, large, hosts, creates int, profile string) error {
 	}
 	ctx := context.Background()
 	measure := func(ns string, h int) (time.Duration, error) {
+		var opts []client.CreateOption
+		names := 10
+		if !real {
+			opts = append(opts, client.DryRunAll)
+		} else {
+			// Each name once: the policies cover ing-0 … ing-<policies-1>.
+			names = creates
+		}
 		start := time.Now()
 		for i := 0; i < creates; i++ {
-			if err := k8s.Create(ctx, ingress(ns, fmt.Sprintf("ing-%d", i%10), h), client.DryRunAll); err != nil {
+			if err := k8s.Create(ctx, ingress(ns, fmt.Sprintf("ing-%d", i%names), h), opts...); err != nil {
 				return 0, err
 			}
 		}
-		return time.Since(start) / time.Duration(creates), nil
+		d := time.Since(start) / time.Duration(creates)
+		if real {
+			if err := k8s.DeleteAllOf(ctx, &networkingv1.Ingress{}, client.InNamespace(ns)); err != nil {
+				return 0, err
+			}
+		}
+		return d, nil
 	}
 	fmt.Println("| params | Ingress hosts | per create, CEL | per create, no admission |")
 	fmt.Println("|---|---:|---:|---:|")
@@ -120,11 +135,11 @@ func run(small, large, hosts, creates int, profile string) error {
 			time.Sleep(50 * time.Millisecond)
 		}
 		var profiled chan error
-		if profile != "" && np == large {
-			profiled = make(chan error, 1)
-			go func() { profiled <- apiserverProfile(ctx, &cfg, profile) }()
-		}
 		for _, h := range []int{1, hosts} {
+			if profile != "" && np == large && h == hosts {
+				profiled = make(chan error, 1)
+				go func() { profiled <- apiserverProfile(ctx, &cfg, profile) }()
+			}
 			cel, err := measure(ns, h)
 			if err != nil {
 				return err
