@@ -204,3 +204,107 @@ func TestCELAdmission(t *testing.T) {
 		return len(vaps.Items) == 0 && params() == nil
 	})
 }
+
+// TestEnforcedWaitsForParams: an APIPolicy under a CEL-mode baseline reports
+// Enforced=True only once its namespace's params list its generation, so
+// that "Enforced" means that what it protects can now be created. The test
+// holds the params back deterministically: a ValidatingAdmissionPolicy of
+// its own refuses every write of the namespace's params ConfigMap, and
+// only once that is seen to hold is the APIPolicy created. The policy must
+// then stay AdmissionParamsPending, and turn Enforced once the freeze goes.
+func TestEnforcedWaitsForParams(t *testing.T) {
+	ctx := context.Background()
+	runs++
+	ns := fmt.Sprintf("cel-gate-%d", runs)
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"cel-test": ns}}}); err != nil {
+		t.Fatal(err)
+	}
+	if k8s.List(ctx, &egv1a1.SecurityPolicyList{}) != nil {
+		if err := env.InstallEnvoyGatewayCRDs(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}, Spec: gatewayv1.HTTPRouteSpec{
+		CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "edge"}}}}}
+	if err := k8s.Create(ctx, route); err != nil {
+		t.Fatal(err)
+	}
+	b := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: ns}, Spec: apiwardenv1alpha1.APIBaselineSpec{
+		Admission:         apiwardenv1alpha1.AdmissionModeCEL,
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"cel-test": ns}},
+	}}
+	if err := k8s.Create(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = k8s.Delete(ctx, b) }()
+	var cm corev1.ConfigMap
+	eventually(t, "the namespace's params", func() bool {
+		return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: exposure.ParamsName}, &cm) == nil
+	})
+
+	// The freeze: every CREATE or UPDATE of the params in this namespace
+	// is refused.
+	freeze := &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "freeze-" + ns}, Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+		FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+		MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+			ResourceNames: []string{exposure.ParamsName},
+			RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+			}}}},
+		Validations: []admissionregistrationv1.Validation{{Expression: "false", Message: "params frozen by the test"}},
+	}}
+	freezeBinding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "freeze-" + ns}, Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+		PolicyName:        freeze.Name,
+		MatchResources:    &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}},
+		ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+	}}
+	for _, o := range []client.Object{freeze, freezeBinding} {
+		if err := k8s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unfreeze := func() {
+		_ = k8s.Delete(ctx, freezeBinding)
+		_ = k8s.Delete(ctx, freeze)
+	}
+	defer unfreeze()
+	eventually(t, "the freeze to hold", func() bool {
+		probe := cm.DeepCopy()
+		probe.Data = map[string]string{"probe": "1"}
+		err := k8s.Update(ctx, probe, client.DryRunAll)
+		return err != nil && strings.Contains(err.Error(), "params frozen by the test")
+	})
+
+	p := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}, Spec: apiwardenv1alpha1.APIPolicySpec{
+		TargetRefs:     []apiwardenv1alpha1.PolicyTargetReference{{Group: gatewayv1.GroupName, Kind: "HTTPRoute", Name: "api"}},
+		Authentication: &apiwardenv1alpha1.Authentication{APIKey: &apiwardenv1alpha1.APIKeyAuthentication{KeySetRefs: []apiwardenv1alpha1.LocalObjectReference{{Name: "keys"}}}},
+		RateLimit:      &apiwardenv1alpha1.RateLimit{Limits: []apiwardenv1alpha1.RateLimitRule{{By: apiwardenv1alpha1.RateLimitKeyClientIP, Requests: 10, Unit: apiwardenv1alpha1.RateLimitUnitSecond}}},
+	}}
+	if err := k8s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	waitCondIn(t, ns, "api", apiwardenv1alpha1.ConditionEnforced, metav1.ConditionFalse, apiwardenv1alpha1.ReasonAdmissionParamsPending)
+	// It stays pending while the params cannot change (the controllers
+	// retry the write with backoff meanwhile).
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if c := policyCondIn(t, ns, "api", apiwardenv1alpha1.ConditionEnforced); c == nil || c.Reason != apiwardenv1alpha1.ReasonAdmissionParamsPending {
+			t.Fatalf("with the params frozen, Enforced became %+v", c)
+		}
+	}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(&cm), &cm); err != nil {
+		t.Fatal(err)
+	}
+	if got := exposure.ParamsGeneration(cm.Data, "api"); got != "" {
+		t.Fatalf("the freeze did not hold: the params list generation %q", got)
+	}
+
+	unfreeze()
+	waitCondIn(t, ns, "api", apiwardenv1alpha1.ConditionEnforced, metav1.ConditionTrue, apiwardenv1alpha1.ReasonEnforced)
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(&cm), &cm); err != nil {
+		t.Fatal(err)
+	}
+	if got := exposure.ParamsGeneration(cm.Data, "api"); got != "1" {
+		t.Errorf("Enforced with the params at generation %q, want 1", got)
+	}
+}
