@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
@@ -55,6 +56,23 @@ func CacheOptions() ctrlcache.Options {
 		DefaultTransform: cachetrim.Transform(),
 		ByObject:         map[client.Object]ctrlcache.ByObject{&corev1.ConfigMap{}: {Label: paramsCacheSelector}},
 	}
+}
+
+// eventCorrelatorEntries bounds each of the three LRU caches of the
+// Event correlator (aggregation, spam filter, deduplication).
+const eventCorrelatorEntries = 512
+
+// EventBroadcaster is the broadcaster the manager records Events through:
+// client-go's, with the correlator's caches bounded to 512 entries each
+// instead of 4,096. An entry holds an Event's keys (about 2 KiB across the
+// three caches), and apiwarden records Events only when something changes
+// (and paces the coverage scan's), so the larger caches only held memory:
+// 0.65 KiB per watched object with 1,000 policies (test/bench/convergence
+// -heapprofile). cmd/manager and the benchmarks set it as the manager's
+// EventBroadcaster; the manager runs as long as the process, so the
+// broadcaster outliving it does not matter.
+func EventBroadcaster() record.EventBroadcaster {
+	return record.NewBroadcasterWithCorrelatorOptions(record.CorrelatorOptions{LRUCacheSize: eventCorrelatorEntries})
 }
 
 // AdmissionPolicyReconciler compiles every APIBaseline in CEL or Both

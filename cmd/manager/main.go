@@ -244,6 +244,7 @@ func run(ctx context.Context, args []string) error {
 	// largest part of an object), and of ConfigMaps cache only the
 	// admission params apiwarden writes.
 	mgrOpts.Cache = controllers.CacheOptions()
+	mgrOpts.EventBroadcaster = controllers.EventBroadcaster() //nolint:staticcheck // see controllers.EventBroadcaster
 	var keeper *webhookcert.Keeper
 	if o.has(roleWebhook) {
 		whOpts := webhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir}
