@@ -29,23 +29,7 @@ import (
 // admitted; back in Webhook mode, the compiled policies and the params go.
 func TestCELAdmission(t *testing.T) {
 	ctx := context.Background()
-	runs++
-	ns := fmt.Sprintf("cel-%d", runs)
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"cel-test": ns}}}); err != nil {
-		t.Fatal(err)
-	}
-	route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}, Spec: gatewayv1.HTTPRouteSpec{
-		CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "edge"}}}}}
-	if err := k8s.Create(ctx, route); err != nil {
-		t.Fatal(err)
-	}
-	b := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: ns}, Spec: apiwardenv1alpha1.APIBaselineSpec{
-		Admission:         apiwardenv1alpha1.AdmissionModeCEL,
-		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"cel-test": ns}},
-	}}
-	if err := k8s.Create(ctx, b); err != nil {
-		t.Fatal(err)
-	}
+	ns, b := celNamespace(t, "cel")
 	eventually(t, "the compiled policies and bindings", func() bool {
 		var vaps admissionregistrationv1.ValidatingAdmissionPolicyList
 		var bindings admissionregistrationv1.ValidatingAdmissionPolicyBindingList
@@ -97,11 +81,7 @@ func TestCELAdmission(t *testing.T) {
 
 	// A policy reports Enforced=True only once the params include its
 	// generation: "Enforced" means that what it protects can be created.
-	if k8s.List(ctx, &egv1a1.SecurityPolicyList{}) != nil {
-		if err := env.InstallEnvoyGatewayCRDs(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	installEnvoyGatewayCRDs(t)
 	rp := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}, Spec: apiwardenv1alpha1.APIPolicySpec{
 		TargetRefs:     []apiwardenv1alpha1.PolicyTargetReference{{Group: gatewayv1.GroupName, Kind: "HTTPRoute", Name: "api"}},
 		Authentication: p.Spec.Authentication, RateLimit: p.Spec.RateLimit,
@@ -214,28 +194,8 @@ func TestCELAdmission(t *testing.T) {
 // then stay AdmissionParamsPending, and turn Enforced once the freeze goes.
 func TestEnforcedWaitsForParams(t *testing.T) {
 	ctx := context.Background()
-	runs++
-	ns := fmt.Sprintf("cel-gate-%d", runs)
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"cel-test": ns}}}); err != nil {
-		t.Fatal(err)
-	}
-	if k8s.List(ctx, &egv1a1.SecurityPolicyList{}) != nil {
-		if err := env.InstallEnvoyGatewayCRDs(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}, Spec: gatewayv1.HTTPRouteSpec{
-		CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "edge"}}}}}
-	if err := k8s.Create(ctx, route); err != nil {
-		t.Fatal(err)
-	}
-	b := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: ns}, Spec: apiwardenv1alpha1.APIBaselineSpec{
-		Admission:         apiwardenv1alpha1.AdmissionModeCEL,
-		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"cel-test": ns}},
-	}}
-	if err := k8s.Create(ctx, b); err != nil {
-		t.Fatal(err)
-	}
+	installEnvoyGatewayCRDs(t)
+	ns, b := celNamespace(t, "cel-gate")
 	defer func() { _ = k8s.Delete(ctx, b) }()
 	var cm corev1.ConfigMap
 	eventually(t, "the namespace's params", func() bool {
@@ -306,5 +266,42 @@ func TestEnforcedWaitsForParams(t *testing.T) {
 	}
 	if got := exposure.ParamsGeneration(cm.Data, "api"); got != "1" {
 		t.Errorf("Enforced with the params at generation %q, want 1", got)
+	}
+}
+
+// celNamespace creates a namespace <prefix>-<n>, an HTTPRoute "api" there
+// attached to Gateway "edge", and a CEL-mode baseline of the namespace's
+// name that governs only it.
+func celNamespace(t *testing.T, prefix string) (string, *apiwardenv1alpha1.APIBaseline) {
+	t.Helper()
+	ctx := context.Background()
+	runs++
+	ns := fmt.Sprintf("%s-%d", prefix, runs)
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"cel-test": ns}}}); err != nil {
+		t.Fatal(err)
+	}
+	route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}, Spec: gatewayv1.HTTPRouteSpec{
+		CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "edge"}}}}}
+	if err := k8s.Create(ctx, route); err != nil {
+		t.Fatal(err)
+	}
+	b := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: ns}, Spec: apiwardenv1alpha1.APIBaselineSpec{
+		Admission:         apiwardenv1alpha1.AdmissionModeCEL,
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"cel-test": ns}},
+	}}
+	if err := k8s.Create(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	return ns, b
+}
+
+// installEnvoyGatewayCRDs installs Envoy Gateway's CRDs unless they are
+// there already, so that policies can be Enforced.
+func installEnvoyGatewayCRDs(t *testing.T) {
+	t.Helper()
+	if k8s.List(context.Background(), &egv1a1.SecurityPolicyList{}) != nil {
+		if err := env.InstallEnvoyGatewayCRDs(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

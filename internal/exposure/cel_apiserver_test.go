@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -131,14 +132,7 @@ func runCELCase(ctx context.Context, t *testing.T, k8s client.Client, tc exposur
 		t.Fatal(err)
 	}
 	snap := exposure.NewMemorySnapshot([]*apiwardenv1alpha1.APIBaseline{b}, tc.Policies, map[string]map[string]string{ns: nsLabels.Labels})
-	verdict, err := exposure.Evaluate(tc.Object, snap, exposure.Now, exposure.Options{OwnNamespace: ownNamespace})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want []string
-	for _, v := range verdict.Violations {
-		want = append(want, v.Text())
-	}
+	governed, want := engineVerdict(t, tc.Object, snap)
 
 	kind, _ := exposure.KindOf(tc.Object)
 	vap, binding, err := exposure.AdmissionPolicy(b, kind, exposure.Now, ownNamespace)
@@ -162,7 +156,6 @@ func runCELCase(ctx context.Context, t *testing.T, k8s client.Client, tc exposur
 	data := exposure.Params(snap, tc.Policies, ns)
 	data["apiwarden-probe"] = ""
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: exposure.ParamsName}, Data: data}
-	governed := len(verdict.Governed) > 0
 	for _, o := range []client.Object{cm, vap, binding} {
 		if err := k8s.Create(ctx, o); err != nil {
 			t.Fatalf("creating %T: %v", o, err)
@@ -233,4 +226,19 @@ func denial(err error) string {
 		return ""
 	}
 	return s[i+len(marker):]
+}
+
+// engineVerdict is what the webhook answers: whether a baseline of snap
+// governs obj, and the texts of its violations.
+func engineVerdict(t testing.TB, obj runtime.Object, snap exposure.Snapshot) (bool, []string) {
+	t.Helper()
+	verdict, err := exposure.Evaluate(obj, snap, exposure.Now, exposure.Options{OwnNamespace: ownNamespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, v := range verdict.Violations {
+		texts = append(texts, v.Text())
+	}
+	return len(verdict.Governed) > 0, texts
 }
