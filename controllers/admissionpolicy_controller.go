@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -97,6 +98,10 @@ func (r *AdmissionPolicyReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&apiwardenv1alpha1.APIBaseline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&admissionregistrationv1.ValidatingAdmissionPolicy{}).
 		Owns(&admissionregistrationv1.ValidatingAdmissionPolicyBinding{}).
+		// The params guard has every CEL-mode baseline as a (non-
+		// controller) owner: a change to it reconciles them.
+		Watches(&admissionregistrationv1.ValidatingAdmissionPolicy{}, handler.EnqueueRequestsFromMapFunc(guardOwners)).
+		Watches(&admissionregistrationv1.ValidatingAdmissionPolicyBinding{}, handler.EnqueueRequestsFromMapFunc(guardOwners)).
 		Named("admissionpolicy").
 		Complete(r)
 }
@@ -109,11 +114,20 @@ func celMode(b *apiwardenv1alpha1.APIBaseline) bool {
 func (r *AdmissionPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var b apiwardenv1alpha1.APIBaseline
 	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, err
+		}
 		// Deleted: the policies go with it (owner references).
-		return reconcile.Result{}, client.IgnoreNotFound(err)
+		return reconcile.Result{}, r.syncParamsGuard(ctx)
 	}
 	if !celMode(&b) || !b.DeletionTimestamp.IsZero() {
-		return reconcile.Result{}, r.removeCompiled(ctx, b.Name)
+		if err := r.removeCompiled(ctx, b.Name); err != nil {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{}, r.syncParamsGuard(ctx)
+	}
+	if err := r.syncParamsGuard(ctx); err != nil {
+		return reconcile.Result{}, err
 	}
 	now := r.Now()
 	owner := metav1.OwnerReference{APIVersion: apiwardenv1alpha1.GroupVersion.String(), Kind: "APIBaseline", Name: b.Name, UID: b.UID,
@@ -204,6 +218,55 @@ func digest(o client.Object) (string, error) {
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:12]), nil
+}
+
+// guardOwners maps the params guard to the baselines that own it.
+func guardOwners(_ context.Context, o client.Object) []reconcile.Request {
+	if o.GetName() != exposure.ParamsGuardName {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, ref := range o.GetOwnerReferences() {
+		if ref.Kind == "APIBaseline" {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: ref.Name}})
+		}
+	}
+	return out
+}
+
+// syncParamsGuard keeps the params guard (exposure.ParamsGuardPolicy) while
+// any baseline is in CEL or Both mode, owned by each of them so that
+// garbage collection removes it with the last one, and deletes it when none
+// is.
+func (r *AdmissionPolicyReconciler) syncParamsGuard(ctx context.Context) error {
+	var list apiwardenv1alpha1.APIBaselineList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return err
+	}
+	var owners []metav1.OwnerReference
+	for i := range list.Items {
+		b := &list.Items[i]
+		if celMode(b) && b.DeletionTimestamp.IsZero() {
+			owners = append(owners, metav1.OwnerReference{APIVersion: apiwardenv1alpha1.GroupVersion.String(), Kind: "APIBaseline", Name: b.Name, UID: b.UID})
+		}
+	}
+	sort.Slice(owners, func(i, j int) bool { return owners[i].Name < owners[j].Name })
+	vap, binding := exposure.ParamsGuardPolicy(r.Namespace)
+	if len(owners) == 0 {
+		for _, o := range []client.Object{binding, vap} {
+			if err := r.Client.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, o := range []client.Object{vap, binding} {
+		o.SetOwnerReferences(owners)
+		if err := r.apply(ctx, o); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // removeCompiled deletes the policies and bindings compiled for baseline.

@@ -9,8 +9,10 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -304,4 +306,87 @@ func installEnvoyGatewayCRDs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestParamsGuard: while a baseline is in CEL mode, a namespace's own
+// users cannot forge its params (which decide what the apiserver admits):
+// a user allowed to write ConfigMaps there is refused on the params and
+// only there, while the manager keeps writing them; a baseline that leaves
+// CEL mode stops owning the guard.
+func TestParamsGuard(t *testing.T) {
+	ctx := context.Background()
+	ns, b := celNamespace(t, "cel-guard")
+	defer func() { _ = k8s.Delete(ctx, b) }()
+	owns := func(o client.Object) bool {
+		for _, ref := range o.GetOwnerReferences() {
+			if ref.Name == b.Name {
+				return true
+			}
+		}
+		return false
+	}
+	guard := &admissionregistrationv1.ValidatingAdmissionPolicy{}
+	eventually(t, "the params guard, owned by the baseline", func() bool {
+		return k8s.Get(ctx, client.ObjectKey{Name: exposure.ParamsGuardName}, guard) == nil && owns(guard)
+	})
+	var cm corev1.ConfigMap
+	eventually(t, "the namespace's params", func() bool {
+		return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: exposure.ParamsName}, &cm) == nil
+	})
+
+	// alice may write ConfigMaps in the namespace.
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "configmaps"}, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "create", "update", "patch"}}}}
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "alice"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "configmaps"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "alice"}}}
+	for _, o := range []client.Object{role, rb} {
+		if err := k8s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "alice"}
+	alice, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := cm.DeepCopy()
+	forged.Data = map[string]string{"levels": "forged"}
+	var refused error
+	eventually(t, "the apiserver refusing alice's write of the params", func() bool {
+		refused = alice.Update(ctx, forged.DeepCopy(), client.DryRunAll)
+		return apierrors.IsForbidden(refused) && strings.Contains(refused.Error(), "ValidatingAdmissionPolicy")
+	})
+	if want := "holds apiwarden's CEL admission params"; !strings.Contains(refused.Error(), want) {
+		t.Errorf("refusal %q does not say %q", refused, want)
+	}
+	other := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "settings"}, Data: map[string]string{"a": "b"}}
+	if err := alice.Create(ctx, other, client.DryRunAll); err != nil {
+		t.Errorf("alice may write other ConfigMaps: %v", err)
+	}
+	// The manager still writes the params: a new policy reaches them.
+	p := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}, Spec: apiwardenv1alpha1.APIPolicySpec{
+		TargetRefs:     []apiwardenv1alpha1.PolicyTargetReference{{Group: gatewayv1.GroupName, Kind: "HTTPRoute", Name: "api"}},
+		Authentication: &apiwardenv1alpha1.Authentication{APIKey: &apiwardenv1alpha1.APIKeyAuthentication{KeySetRefs: []apiwardenv1alpha1.LocalObjectReference{{Name: "keys"}}}},
+	}}
+	if err := k8s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the policy in the params", func() bool {
+		return k8s.Get(ctx, client.ObjectKeyFromObject(&cm), &cm) == nil && exposure.ParamsGeneration(cm.Data, "api") == "1"
+	})
+
+	// Out of CEL mode, the baseline no longer owns the guard.
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
+		t.Fatal(err)
+	}
+	b.Spec.Admission = apiwardenv1alpha1.AdmissionModeWebhook
+	if err := k8s.Update(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the guard without the baseline among its owners", func() bool {
+		err := k8s.Get(ctx, client.ObjectKey{Name: exposure.ParamsGuardName}, guard)
+		return apierrors.IsNotFound(err) || (err == nil && !owns(guard))
+	})
 }

@@ -792,3 +792,54 @@ func lost(protection, removed string) string {
 
 // recordSepCEL is RecordSeparator as a CEL string literal.
 const recordSepCEL = "'\\u001e'"
+
+// ParamsGuardName names the ValidatingAdmissionPolicy (and its binding)
+// that keeps the params ConfigMaps apiwarden's alone.
+const ParamsGuardName = "apiwarden-params-guard"
+
+// ParamsGuardPolicy compiles the guard of the params: the CEL-mode
+// policies admit what the params say is protected, so whoever could write
+// a namespace's apiwarden-coverage ConfigMap (a namespace admin, usually)
+// could admit anything there. The guard refuses every CREATE and UPDATE of
+// a ConfigMap of that name, in any namespace, except by a service account
+// of apiwarden's own namespace (ownNamespace; the manager's) and by
+// members of system:masters (who can remove the guard anyway). Deleting the
+// params is left alone: CEL mode then denies (parameterNotFoundAction:
+// Deny), and the manager writes them again.
+func ParamsGuardPolicy(ownNamespace string) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+	allowed := "'system:masters' in request.userInfo.groups"
+	who := "members of system:masters"
+	if ownNamespace != "" {
+		allowed = lit("system:serviceaccounts:"+ownNamespace) + " in request.userInfo.groups || " + allowed
+		who = "apiwarden (the service accounts of namespace " + ownNamespace + ") and " + who
+	}
+	labels := map[string]string{"app.kubernetes.io/managed-by": "apiwarden"}
+	vap := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: ParamsGuardName, Labels: labels},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				ResourceNames: []string{ParamsName},
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
+				}}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: allowed,
+				Message: "ConfigMap " + ParamsName + " holds apiwarden's CEL admission params, which decide what the apiserver admits in this namespace; only " + who +
+					" may write it. Change the APIPolicies instead; apiwarden recomputes the params from them.",
+				Reason: ptr.To(metav1.StatusReasonForbidden),
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: ParamsGuardName, Labels: labels},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        ParamsGuardName,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	return vap, binding
+}
