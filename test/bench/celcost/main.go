@@ -5,7 +5,8 @@
 // creates of Ingresses of 1 and of -hosts hosts, each covered by a policy;
 // the same creates under a trivial policy with the same params (the floor
 // any ValidatingAdmissionPolicy with params pays), and in a namespace no
-// policy or binding applies to. It also reports the time the apiserver's
+// policy or binding applies to; and the plugin time of the same trivial
+// policy without params. It also reports the time the apiserver's
 // ValidatingAdmissionPolicy plugin spent per admitted create, from its own
 // metric.
 //
@@ -97,8 +98,8 @@ func run(small, large, hosts, creates int, profile string, real bool) error {
 		}
 		return d, nil
 	}
-	fmt.Println("| params | Ingress hosts | per create, CEL | per create, trivial policy | per create, no admission | in the policy plugin, CEL | in the policy plugin, trivial |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| params | Ingress hosts | per create, CEL | per create, trivial policy | per create, no admission | in the policy plugin, CEL | in the policy plugin, trivial | in the policy plugin, trivial without params |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "plain"}}); err != nil {
 		return err
 	}
@@ -135,14 +136,22 @@ func run(small, large, hosts, creates int, profile string, real bool) error {
 		floorBinding := binding.DeepCopy()
 		floorBinding.Name, floorBinding.Spec.PolicyName = floor.Name, floor.Name
 		floorBinding.Spec.MatchResources.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": floorNS}}
-		for _, o := range []client.Object{cm, vap, binding, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: floorNS}}, floorCM, floor, floorBinding} {
+		// And the same trivial policy without params.
+		bareNS := "bare-" + ns
+		bare := floor.DeepCopy()
+		bare.Name, bare.Spec.ParamKind = "bare-"+ns, nil
+		bareBinding := floorBinding.DeepCopy()
+		bareBinding.Name, bareBinding.Spec.PolicyName, bareBinding.Spec.ParamRef = bare.Name, bare.Name, nil
+		bareBinding.Spec.MatchResources.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": bareNS}}
+		for _, o := range []client.Object{cm, vap, binding, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: floorNS}}, floorCM, floor, floorBinding,
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: bareNS}}, bare, bareBinding} {
 			if err := k8s.Create(ctx, o); err != nil {
 				return err
 			}
 		}
 		// Wait until the apiserver enforces both policies: an Ingress
 		// named uncovered is denied.
-		for _, n := range []string{ns, floorNS} {
+		for _, n := range []string{ns, floorNS, bareNS} {
 			for deadline := time.Now().Add(30 * time.Second); ; {
 				err := k8s.Create(ctx, ingress(n, "uncovered", 1), client.DryRunAll)
 				if err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy") {
@@ -160,34 +169,41 @@ func run(small, large, hosts, creates int, profile string, real bool) error {
 				profiled = make(chan error, 1)
 				go func() { profiled <- apiserverProfile(ctx, &cfg, profile) }()
 			}
-			before, err := admissionMetric(ctx, &cfg)
+			// Each cell: the wall time per create, and the time the
+			// policy plugin reported per admitted create meanwhile.
+			timed := func(n string) (time.Duration, time.Duration, error) {
+				before, err := admissionMetric(ctx, &cfg)
+				if err != nil {
+					return 0, 0, err
+				}
+				d, err := measure(n, h)
+				if err != nil {
+					return 0, 0, err
+				}
+				after, err := admissionMetric(ctx, &cfg)
+				if err != nil {
+					return 0, 0, err
+				}
+				return d, time.Duration((after.sum - before.sum) / (after.count - before.count) * float64(time.Second)), nil
+			}
+			cel, plugin, err := timed(ns)
 			if err != nil {
 				return err
 			}
-			cel, err := measure(ns, h)
+			trivial, floorPlugin, err := timed(floorNS)
 			if err != nil {
 				return err
 			}
-			after, err := admissionMetric(ctx, &cfg)
+			_, barePlugin, err := timed(bareNS)
 			if err != nil {
 				return err
 			}
-			plugin := time.Duration((after.sum - before.sum) / (after.count - before.count) * float64(time.Second))
-			trivial, err := measure(floorNS, h)
-			if err != nil {
-				return err
-			}
-			last, err := admissionMetric(ctx, &cfg)
-			if err != nil {
-				return err
-			}
-			floorPlugin := time.Duration((last.sum - after.sum) / (last.count - after.count) * float64(time.Second))
 			none, err := measure("plain", h)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("| %d policies (%d keys) | %d | %s | %s | %s | %s | %s |\n", np, len(cm.Data), h, cel.Round(10*time.Microsecond), trivial.Round(10*time.Microsecond),
-				none.Round(10*time.Microsecond), plugin.Round(time.Microsecond), floorPlugin.Round(time.Microsecond))
+			fmt.Printf("| %d policies (%d keys) | %d | %s | %s | %s | %s | %s | %s |\n", np, len(cm.Data), h, cel.Round(10*time.Microsecond), trivial.Round(10*time.Microsecond),
+				none.Round(10*time.Microsecond), plugin.Round(time.Microsecond), floorPlugin.Round(time.Microsecond), barePlugin.Round(time.Microsecond))
 		}
 		if profiled != nil {
 			if err := <-profiled; err != nil {
