@@ -146,13 +146,9 @@ func TestCELAdmission(t *testing.T) {
 
 	// A Warn baseline warns instead of denying and guards nothing: its
 	// guard policy goes, and so do the guard's records in the params.
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
-		t.Fatal(err)
-	}
-	b.Spec.EnforcementAction = apiwardenv1alpha1.EnforcementActionWarn
-	if err := k8s.Update(ctx, b); err != nil {
-		t.Fatal(err)
-	}
+	updateBaseline(t, b, func(s *apiwardenv1alpha1.APIBaselineSpec) {
+		s.EnforcementAction = apiwardenv1alpha1.EnforcementActionWarn
+	})
 	eventually(t, "the bindings warning instead of denying, and no guard", func() bool {
 		var binding admissionregistrationv1.ValidatingAdmissionPolicyBinding
 		err := k8s.Get(ctx, client.ObjectKey{Name: exposure.AdmissionPolicyName(ns, "Ingress")}, &binding)
@@ -173,13 +169,7 @@ func TestCELAdmission(t *testing.T) {
 	}
 
 	// Back to the webhook: the compiled policies and the params go.
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
-		t.Fatal(err)
-	}
-	b.Spec.Admission = apiwardenv1alpha1.AdmissionModeWebhook
-	if err := k8s.Update(ctx, b); err != nil {
-		t.Fatal(err)
-	}
+	updateBaseline(t, b, func(s *apiwardenv1alpha1.APIBaselineSpec) { s.Admission = apiwardenv1alpha1.AdmissionModeWebhook })
 	eventually(t, "the compiled policies removed", func() bool {
 		var vaps admissionregistrationv1.ValidatingAdmissionPolicyList
 		_ = k8s.List(ctx, &vaps, client.MatchingLabels{exposure.AdmissionPolicyLabel: ns})
@@ -378,15 +368,23 @@ func TestParamsGuard(t *testing.T) {
 	})
 
 	// Out of CEL mode, the baseline no longer owns the guard.
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
-		t.Fatal(err)
-	}
-	b.Spec.Admission = apiwardenv1alpha1.AdmissionModeWebhook
-	if err := k8s.Update(ctx, b); err != nil {
-		t.Fatal(err)
-	}
+	updateBaseline(t, b, func(s *apiwardenv1alpha1.APIBaselineSpec) { s.Admission = apiwardenv1alpha1.AdmissionModeWebhook })
 	eventually(t, "the guard without the baseline among its owners", func() bool {
 		err := k8s.Get(ctx, client.ObjectKey{Name: exposure.ParamsGuardName}, guard)
 		return apierrors.IsNotFound(err) || (err == nil && !owns(guard))
 	})
+}
+
+// updateBaseline reads b afresh, changes its spec with change, and writes
+// it back.
+func updateBaseline(t *testing.T, b *apiwardenv1alpha1.APIBaseline, change func(*apiwardenv1alpha1.APIBaselineSpec)) {
+	t.Helper()
+	ctx := context.Background()
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
+		t.Fatal(err)
+	}
+	change(&b.Spec)
+	if err := k8s.Update(ctx, b); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -83,7 +83,7 @@ func AdmissionPolicy(b *apiwardenv1alpha1.APIBaseline, kind string, now time.Tim
 	// the same scopes.
 	tlsAlias := false
 	for _, kv := range kindVars {
-		tlsAlias = tlsAlias || (kv.Name == "tlsScopes" && kv.Expression == "variables.apiScopes")
+		tlsAlias = tlsAlias || (kv.Name == "tlsScopes" && kv.Expression == sameScopes)
 	}
 	vars = append(vars,
 		admissionregistrationv1.Variable{Name: "apiLv", Expression: scopeLevels("apiScopes")},
@@ -405,7 +405,7 @@ func (c *celCompiler) kindVariables() []admissionregistrationv1.Variable {
 			v("findings", gate(tls, apiwardenv1alpha1.ControlTLS, "("+ruleFindings+" + "+defaultBackend+")")),
 			v("backends", backends),
 			v("apiScopes", scopes),
-			v("tlsScopes", "variables.apiScopes"),
+			v("tlsScopes", sameScopes),
 		}
 	case "Service":
 		name := "(has(pt.name) ? pt.name.lowerAscii() : '')"
@@ -440,7 +440,7 @@ func (c *celCompiler) kindVariables() []admissionregistrationv1.Variable {
 			v("exposed", "variables.external && variables.ports.exists(pt, "+speaks+")"),
 			v("findings", "!variables.exposed ? [] : "+gate(tls, apiwardenv1alpha1.ControlTLS, findings)),
 			v("apiScopes", "variables.exposed ? "+scope+" : "+noScopes),
-			v("tlsScopes", "variables.apiScopes"),
+			v("tlsScopes", sameScopes),
 		}
 	case "Gateway":
 		sec := "'Gateway_' + variables.ns + '_' + object.metadata.name + '_' + l.name"
@@ -480,6 +480,10 @@ func (c *celCompiler) kindVariables() []admissionregistrationv1.Variable {
 		}
 	}
 }
+
+// sameScopes is the tlsScopes of a kind whose TLS scopes are its API
+// scopes (Ingress, Service): AdmissionPolicy then resolves their levels once.
+const sameScopes = "variables.apiScopes"
 
 // noScopes is an empty list of scopes, typed as one.
 const noScopes = "[['', '', '', '']].filter(x, false)"
