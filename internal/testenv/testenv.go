@@ -302,3 +302,11 @@ func WithServiceIPRange(cidr string) Option {
 		e.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", cidr)
 	}
 }
+
+// WithAPIServerProfiling serves the apiserver's /debug/pprof (benchmarks
+// profile where the apiserver spends its CPU).
+func WithAPIServerProfiling() Option {
+	return func(e *envtest.Environment, _ string) {
+		e.ControlPlane.GetAPIServer().Configure().Set("profiling", "true").Set("contention-profiling", "true")
+	}
+}

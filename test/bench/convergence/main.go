@@ -25,9 +25,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +40,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -61,6 +67,8 @@ func main() {
 	mtlsConsumers := flag.Int("mtls-consumers", 0, "measure one mTLS policy with this many consumers instead")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	flag.StringVar(&heapProfile, "heapprofile", "", "write a heap profile of the steady state (after GC) to this file")
+	flag.StringVar(&apiserverProfile, "apiserverprofile", "", "write a CPU profile of the kube-apiserver, taken from the first create for -apiserverprofile-seconds, to this file")
+	flag.DurationVar(&apiserverProfileFor, "apiserverprofile-seconds", 20*time.Second, "how long -apiserverprofile samples")
 	flag.Parse()
 	if heapProfile != "" {
 		// Finer than the default 512 KiB, so that per-object structures show.
@@ -75,6 +83,47 @@ func main() {
 // heapProfile is the -heapprofile file; a profile of the heap before the
 // creates goes beside it, with ".before" appended (for pprof -diff_base).
 var heapProfile string
+
+// apiserverProfile is the -apiserverprofile file, apiserverProfileFor how
+// long it samples.
+var (
+	apiserverProfile    string
+	apiserverProfileFor time.Duration
+)
+
+// profileAPIServer fetches a CPU profile of the kube-apiserver (its
+// /debug/pprof, on by default) into apiserverProfile; the returned channel
+// reports when it is written.
+func profileAPIServer(ctx context.Context, cfg *rest.Config) <-chan error {
+	done := make(chan error, 1)
+	if apiserverProfile == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		done <- func() error {
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			body, err := cs.Discovery().RESTClient().Get().AbsPath("/debug/pprof/profile").
+				Param("seconds", strconv.Itoa(int(apiserverProfileFor.Seconds()))).Timeout(apiserverProfileFor + time.Minute).DoRaw(ctx)
+			if err != nil {
+				return fmt.Errorf("apiserver profile: %w", err)
+			}
+			f, err := os.Create(apiserverProfile)
+			if err != nil {
+				return err
+			}
+			if _, err := f.Write(body); err != nil {
+				_ = f.Close()
+				return err
+			}
+			return f.Close()
+		}()
+	}()
+	return done
+}
 
 // writeHeapProfile writes a heap profile to path when -heapprofile is set.
 func writeHeapProfile(path string) error {
@@ -107,7 +156,11 @@ func heapLive() uint64 {
 
 func run(n, clients, workers int, qps float32, burst int, timeout time.Duration, mtlsConsumers int) error {
 	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel)))
-	env, err := testenv.Start(testenv.WithEnvoyGatewayCRDs())
+	opts := []testenv.Option{testenv.WithEnvoyGatewayCRDs()}
+	if apiserverProfile != "" {
+		opts = append(opts, testenv.WithAPIServerProfiling())
+	}
+	env, err := testenv.Start(opts...)
 	if err != nil {
 		return err
 	}
@@ -116,7 +169,7 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration,
 	defer cancel() // stops the manager before the control plane
 	cfg := *env.Config
 	cfg.QPS, cfg.Burst = 500, 1000 // the bench measures apiwarden, not client-side throttling
-	k8s, err := client.New(&cfg, client.Options{Scheme: testenv.Scheme()})
+	k8s, err := client.NewWithWatch(&cfg, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		return err
 	}
@@ -128,6 +181,8 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration,
 	}
 	mcfg := cfg
 	mcfg.QPS, mcfg.Burst = qps, burst
+	requests := &requestCounter{}
+	mcfg.WrapTransport = requests.wrap
 	mgrOpts := ctrl.Options{Scheme: testenv.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}}
 	mgrOpts.Cache = controllers.CacheOptions()
 	mgrOpts.EventBroadcaster = controllers.EventBroadcaster() //nolint:staticcheck // see controllers.EventBroadcaster
@@ -177,6 +232,7 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration,
 	if mtlsConsumers > 0 {
 		return runMTLS(ctx, k8s, ns, mtlsConsumers, base, &peak, stopSampling, sampled)
 	}
+	profiled := profileAPIServer(ctx, &cfg)
 	start := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -219,27 +275,8 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration,
 	default:
 	}
 
-	enforced := 0
-	for {
-		var list apiwardenv1alpha1.APIPolicyList
-		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
-			return err
-		}
-		enforced = 0
-		for i := range list.Items {
-			p := &list.Items[i]
-			if c := meta.FindStatusCondition(p.Status.Conditions, apiwardenv1alpha1.ConditionEnforced); c != nil &&
-				c.Status == metav1.ConditionTrue && p.Status.ObservedGeneration == p.Generation {
-				enforced++
-			}
-		}
-		if enforced == n {
-			break
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("after %s only %d of %d policies are Enforced", time.Since(start).Round(time.Millisecond), enforced, n)
-		}
-		time.Sleep(500 * time.Millisecond) // listing every policy loads the apiserver too
+	if err := waitEnforced(ctx, k8s, ns, n, start); err != nil {
+		return err
 	}
 	converged := time.Since(start)
 	close(stopSampling)
@@ -249,6 +286,9 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration,
 	runtime.GC()
 	after, afterLive := heapInUse(), heapLive()
 	if err := writeHeapProfile(heapProfile); err != nil {
+		return err
+	}
+	if err := <-profiled; err != nil {
 		return err
 	}
 	watched := 2 * n
@@ -261,6 +301,7 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration,
 	writes := 2*n + 2*n + n + n
 	bound := time.Duration(float64(writes) / (float64(2*n) / created.Seconds()) * float64(time.Second))
 	fmt.Printf("write-bound estimate:           %s (%d writes at the create rate of %.0f/s); achieved %.2f× it\n", bound.Round(time.Millisecond), writes, float64(2*n)/created.Seconds(), converged.Seconds()/bound.Seconds())
+	fmt.Printf("manager requests: %s\n", requests)
 	fmt.Printf("heap in use: before %.1f MiB, peak %.1f MiB, after GC %.1f MiB\n", mib(base), mib(peak.Load()), mib(after))
 	fmt.Printf("heap growth per watched object (after GC − before) / %d: %.2f KiB\n", watched, float64(int64(after)-int64(base))/float64(watched)/1024)
 	fmt.Printf("of which live objects (HeapAlloc):                  %.2f KiB (the rest is free space in spans still in use)\n", float64(int64(afterLive)-int64(baseLive))/float64(watched)/1024)
@@ -268,6 +309,108 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration,
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// waitEnforced returns once n policies in ns report Enforced=True for their
+// current generation. It lists once and then follows a watch (listing every
+// policy on a poll would load the apiserver it measures), listing again when
+// the watch ends.
+func waitEnforced(ctx context.Context, k8s client.WithWatch, ns string, n int, start time.Time) error {
+	done := map[string]bool{}
+	isEnforced := func(p *apiwardenv1alpha1.APIPolicy) bool {
+		c := meta.FindStatusCondition(p.Status.Conditions, apiwardenv1alpha1.ConditionEnforced)
+		return c != nil && c.Status == metav1.ConditionTrue && p.Status.ObservedGeneration == p.Generation
+	}
+	count := func() int {
+		k := 0
+		for _, ok := range done {
+			if ok {
+				k++
+			}
+		}
+		return k
+	}
+	for {
+		var list apiwardenv1alpha1.APIPolicyList
+		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for i := range list.Items {
+			done[list.Items[i].Name] = isEnforced(&list.Items[i])
+		}
+		if count() == n {
+			return nil
+		}
+		w, err := k8s.Watch(ctx, &apiwardenv1alpha1.APIPolicyList{}, client.InNamespace(ns), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+		if err != nil {
+			return err
+		}
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*apiwardenv1alpha1.APIPolicy); ok {
+				done[p.Name] = isEnforced(p)
+				if count() == n {
+					w.Stop()
+					return nil
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("after %s only %d of %d policies are Enforced", time.Since(start).Round(time.Millisecond), count(), n)
+		}
+	}
+}
+
+// requestCounter counts the manager's requests by method and resource
+// (watches apart), on its HTTP transports.
+type requestCounter struct{ counts sync.Map } // "METHOD resource[/subresource]" -> *atomic.Int64
+
+func (r *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		if req.URL.Query().Get("watch") != "true" {
+			c, _ := r.counts.LoadOrStore(req.Method+" "+resourceOf(req.URL.Path), new(atomic.Int64))
+			c.(*atomic.Int64).Add(1)
+		}
+		return rt.RoundTrip(req)
+	})
+}
+
+// String lists the counts, sorted.
+func (r *requestCounter) String() string {
+	var out []string
+	r.counts.Range(func(k, v any) bool {
+		out = append(out, fmt.Sprintf("%s: %d", k, v.(*atomic.Int64).Load()))
+		return true
+	})
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
+// resourceOf reduces an API path to its resource and subresource:
+// /apis/g/v/namespaces/ns/r/name/status -> r/status.
+func resourceOf(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case len(parts) > 2 && parts[0] == "api":
+		parts = parts[2:] // api, v1
+	case len(parts) > 3 && parts[0] == "apis":
+		parts = parts[3:] // apis, group, version
+	default:
+		return path // discovery
+	}
+	if len(parts) >= 2 && parts[0] == "namespaces" {
+		parts = parts[2:]
+	}
+	switch {
+	case len(parts) >= 3:
+		return parts[0] + "/" + parts[2]
+	case len(parts) >= 1:
+		return parts[0]
+	}
+	return path
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // runMTLS measures one Gateway-level policy asking for client certificates
 // for consumers consumers.
