@@ -2,10 +2,8 @@ package controllers
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"slices"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -83,20 +81,17 @@ func (r *APIPolicyReconciler) annotateTarget(ctx context.Context, p *apiwardenv1
 		return ro, err
 	}
 	key := "annotations/" + ro.APIVersion + "/" + ro.Kind + "/" + u.GetNamespace() + "/" + u.GetName()
-	sum := sha256.Sum256(data)
 	// Skip an apply that would change nothing, unless the cached target
 	// lacks what was applied (someone removed the annotations, or
 	// recreated the Ingress): then apply again at once.
-	if v, ok := r.applied.Load(key); ok && hasAnnotations(target, anns) {
-		if rec := v.(appliedRecord); rec.sum == sum && time.Since(rec.at) < reapplyAfter {
-			return ro, nil
-		}
+	if _, same := r.applied.seen(key, data); same && hasAnnotations(target, anns) {
+		return ro, nil
 	}
 	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(targetFieldManager(p)), client.ForceOwnership); err != nil {
-		r.applied.Delete(key)
+		r.applied.forget(key)
 		return ro, fmt.Errorf("annotating %s %s/%s: %w", ro.Kind, u.GetNamespace(), u.GetName(), err)
 	}
-	r.applied.Store(key, appliedRecord{sum: sum, at: time.Now()})
+	r.applied.remember(key, data)
 	return ro, nil
 }
 
@@ -139,7 +134,7 @@ func (r *APIPolicyReconciler) unannotateTarget(ctx context.Context, p *apiwarden
 	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(manager), client.ForceOwnership); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	r.applied.Delete("annotations/" + ro.APIVersion + "/" + ro.Kind + "/" + namespace + "/" + ro.Name)
+	r.applied.forget("annotations/" + ro.APIVersion + "/" + ro.Kind + "/" + namespace + "/" + ro.Name)
 	return nil
 }
 

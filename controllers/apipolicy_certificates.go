@@ -295,7 +295,7 @@ func (r *APIPolicyReconciler) pruneCertificates(ctx context.Context, p *apiwarde
 			live[key] = c
 			continue
 		}
-		r.applied.Delete(cmv1.SchemeGroupVersion.String() + "/" + cmv1.CertificateKind + "/" + key)
+		r.applied.forget(cmv1.SchemeGroupVersion.String() + "/" + cmv1.CertificateKind + "/" + key)
 		if err := r.Client.Delete(ctx, c, client.Preconditions{UID: ptr.To(c.UID)}); client.IgnoreNotFound(err) != nil {
 			return nil, fmt.Errorf("deleting the Certificate %s: %w", key, err)
 		}

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -75,21 +74,10 @@ type APIPolicyReconciler struct {
 	Workers int
 
 	ctrl    controller.Controller
-	crds    crdSet   // optional CRDs seen installed, and the watches waiting on them
-	grants  sync.Map // namespaces whose ReferenceGrant to the authz Service was applied
-	applied sync.Map // object key -> appliedRecord: what was last applied, to skip no-op applies
+	crds    crdSet       // optional CRDs seen installed, and the watches waiting on them
+	grants  sync.Map     // namespaces whose ReferenceGrant to the authz Service was applied
+	applied appliedCache // what was last applied to each object, to skip no-op applies
 }
-
-// appliedRecord remembers the last successful apply of one rendered object.
-type appliedRecord struct {
-	sum [sha256.Size]byte
-	at  time.Time
-}
-
-// reapplyAfter bounds how long an unchanged object goes without being
-// applied again: a rendered object edited or deleted by someone else is
-// restored at the latest this long after, on the next reconcile.
-const reapplyAfter = 10 * time.Minute
 
 var gatewayAPIKinds = []schema.GroupVersionKind{
 	gatewayv1.SchemeGroupVersion.WithKind("Gateway"),
@@ -188,7 +176,7 @@ func (r *APIPolicyReconciler) crdChanged(ctx context.Context, o client.Object) [
 	}
 	// A CRD that went (or came back) took its objects with it: forget
 	// what was applied, so every policy applies everything again.
-	r.applied.Clear()
+	r.applied.clear()
 	r.grants.Clear()
 	return r.allPolicies(ctx)
 }
@@ -517,22 +505,22 @@ func (r *APIPolicyReconciler) apply(ctx context.Context, p *apiwardenv1alpha1.AP
 		return err
 	}
 	key := u.GetAPIVersion() + "/" + u.GetKind() + "/" + u.GetNamespace() + "/" + u.GetName()
-	sum := sha256.Sum256(data)
-	v, known := r.applied.Load(key)
-	if known {
-		if rec := v.(appliedRecord); rec.sum == sum && time.Since(rec.at) < reapplyAfter {
-			return nil
+	known, same := r.applied.seen(key, data)
+	if same {
+		return nil
+	}
+	if !known {
+		if err := r.checkOwner(ctx, p, u); err != nil {
+			// Not yet applied by this process: never take over an object
+			// someone else made, even one with the same name.
+			return err
 		}
-	} else if err := r.checkOwner(ctx, p, u); err != nil {
-		// Not yet applied by this process: never take over an object
-		// someone else made, even one with the same name.
-		return err
 	}
 	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
-		r.applied.Delete(key)
+		r.applied.forget(key)
 		return fmt.Errorf("applying %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}
-	r.applied.Store(key, appliedRecord{sum: sum, at: time.Now()})
+	r.applied.remember(key, data)
 	return nil
 }
 
@@ -650,7 +638,7 @@ func (r *APIPolicyReconciler) prune(ctx context.Context, p *apiwardenv1alpha1.AP
 			if !ownedBy(live, p) {
 				continue
 			}
-			r.applied.Delete(ro.APIVersion + "/" + ro.Kind + "/" + p.Namespace + "/" + ro.Name)
+			r.applied.forget(ro.APIVersion + "/" + ro.Kind + "/" + p.Namespace + "/" + ro.Name)
 			if err := r.Client.Delete(ctx, live, client.Preconditions{UID: ptr.To(live.UID)}); client.IgnoreNotFound(err) != nil {
 				return out, fmt.Errorf("pruning %s %s: %w", ro.Kind, ro.Name, err)
 			}

@@ -34,6 +34,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap/zapcore"
@@ -66,6 +67,7 @@ func main() {
 	burst := flag.Int("burst", 400, "the manager's client-side burst (cmd/manager's --kube-api-burst default)")
 	mtlsConsumers := flag.Int("mtls-consumers", 0, "measure one mTLS policy with this many consumers instead")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
+	flag.BoolVar(&precreate, "precreate", false, "create the routes and policies before the manager starts, and time the manager's start until all are Enforced")
 	flag.StringVar(&heapProfile, "heapprofile", "", "write a heap profile of the steady state (after GC) to this file")
 	flag.StringVar(&apiserverProfile, "apiserverprofile", "", "write a CPU profile of the kube-apiserver, taken from the first create for -apiserverprofile-seconds, to this file")
 	flag.DurationVar(&apiserverProfileFor, "apiserverprofile-seconds", 20*time.Second, "how long -apiserverprofile samples")
@@ -73,6 +75,10 @@ func main() {
 	if heapProfile != "" {
 		// Finer than the default 512 KiB, so that per-object structures show.
 		runtime.MemProfileRate = 4096
+	}
+	if precreate && *mtlsConsumers > 0 {
+		fmt.Fprintln(os.Stderr, "-precreate and -mtls-consumers measure different things; give one")
+		os.Exit(2)
 	}
 	if err := run(*n, *clients, *workers, float32(*qps), *burst, *timeout, *mtlsConsumers); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -83,6 +89,9 @@ func main() {
 // heapProfile is the -heapprofile file; a profile of the heap before the
 // creates goes beside it, with ".before" appended (for pprof -diff_base).
 var heapProfile string
+
+// precreate is -precreate: measure a cold start over existing objects.
+var precreate bool
 
 // apiserverProfile is the -apiserverprofile file, apiserverProfileFor how
 // long it samples.
@@ -194,17 +203,33 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration,
 		Renderer: envoygateway.Renderer{}, Authz: render.DefaultAuthzService, Workers: workers}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	go func() { _ = mgr.Start(ctx) }()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		return fmt.Errorf("manager cache did not sync")
-	}
-	if err := k8s.Create(ctx, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "edge"}, Spec: gatewayv1.GatewaySpec{
+	gateway := &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "edge"}, Spec: gatewayv1.GatewaySpec{
 		GatewayClassName: "eg", Listeners: []gatewayv1.Listener{{Name: "https", Protocol: gatewayv1.HTTPSProtocolType, Port: 443,
 			TLS: &gatewayv1.ListenerTLSConfig{CertificateRefs: []gatewayv1.SecretObjectReference{{Name: "edge-cert"}}}}},
-	}}); err != nil {
-		return err
+	}}
+	var precreated time.Duration
+	if precreate {
+		// Everything exists before the manager starts: what is measured
+		// is the manager's cold start over n pairs (an upgrade, a new
+		// leader), with the apiserver busy with nothing else.
+		if err := k8s.Create(ctx, gateway); err != nil {
+			return err
+		}
+		t := time.Now()
+		if err := createObjects(ctx, k8s, ns, n, clients); err != nil {
+			return err
+		}
+		precreated = time.Since(t)
+	} else {
+		go func() { _ = mgr.Start(ctx) }()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return fmt.Errorf("manager cache did not sync")
+		}
+		if err := k8s.Create(ctx, gateway); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Second) // let the CRD watch start the route watches
 	}
-	time.Sleep(2 * time.Second) // let the CRD watch start the route watches
 	runtime.GC()
 	base, baseLive := heapInUse(), heapLive()
 	if err := writeHeapProfile(heapProfile + ".before"); err != nil {
@@ -233,7 +258,84 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration,
 		return runMTLS(ctx, k8s, ns, mtlsConsumers, base, &peak, stopSampling, sampled)
 	}
 	profiled := profileAPIServer(ctx, &cfg)
+	cpu0 := cpuTimes()
 	start := time.Now()
+	created := time.Duration(0)
+	if precreate {
+		go func() { _ = mgr.Start(ctx) }()
+	} else {
+		if err := createObjects(ctx, k8s, ns, n, clients); err != nil {
+			return err
+		}
+		created = time.Since(start)
+	}
+	if err := waitEnforced(ctx, k8s, ns, n, start); err != nil {
+		return err
+	}
+	converged := time.Since(start)
+	cpu1 := cpuTimes()
+	close(stopSampling)
+	<-sampled
+	// Steady state: let the Event broadcaster send what it queued.
+	time.Sleep(5 * time.Second)
+	runtime.GC()
+	after, afterLive := heapInUse(), heapLive()
+	if err := writeHeapProfile(heapProfile); err != nil {
+		return err
+	}
+	if err := <-profiled; err != nil {
+		return err
+	}
+	watched := 2 * n
+	fmt.Printf("policies: %d, routes: %d, rendered objects: %d, clients: %d, reconcile workers: %d, manager QPS/burst: %.0f/%d, GOMAXPROCS: %d\n", n, n, 2*n, clients, workers, qps, burst, runtime.GOMAXPROCS(0))
+	if precreate {
+		// The manager's writes: one server-side apply per rendered object
+		// (2), a status and one Event per policy, at the rate the creates
+		// reached before it started.
+		writes := 2*n + n + n
+		rate := float64(2*n) / precreated.Seconds()
+		bound := time.Duration(float64(writes) / rate * float64(time.Second))
+		fmt.Printf("routes+policies created before the manager started, in %s (%.0f creates/s)\n", precreated.Round(time.Millisecond), rate)
+		fmt.Printf("manager start → all policies Enforced: %s (%.0f policies/s)\n", converged.Round(time.Millisecond), float64(n)/converged.Seconds())
+		fmt.Printf("write-bound estimate:           %s (%d writes at the create rate); achieved %.2f× it\n", bound.Round(time.Millisecond), writes, converged.Seconds()/bound.Seconds())
+	} else {
+		fmt.Printf("create routes+policies (floor): %s\n", created.Round(time.Millisecond))
+		fmt.Printf("all policies Enforced:          %s (%.2f× the floor, %.0f policies/s)\n", converged.Round(time.Millisecond), converged.Seconds()/created.Seconds(), float64(n)/converged.Seconds())
+		// Every policy costs the apiserver writes beyond the two creates:
+		// one server-side apply per rendered object (2), its status and
+		// one Event. At the write rate the creates achieved, that many
+		// writes take:
+		writes := 2*n + 2*n + n + n
+		bound := time.Duration(float64(writes) / (float64(2*n) / created.Seconds()) * float64(time.Second))
+		fmt.Printf("write-bound estimate:           %s (%d writes at the create rate of %.0f/s); achieved %.2f× it\n", bound.Round(time.Millisecond), writes, float64(2*n)/created.Seconds(), converged.Seconds()/bound.Seconds())
+	}
+	fmt.Printf("manager requests: %s\n", requests)
+	if len(cpu0) > 0 {
+		var total time.Duration
+		for k, v := range cpu1 {
+			total += v - cpu0[k]
+		}
+		fmt.Printf("CPU from the start of the clock until all Enforced: %.1f s of %.1f s available;", total.Seconds(), converged.Seconds()*float64(runtime.NumCPU()))
+		for _, k := range []string{"kube-apiserver", "etcd", "bench (manager + clients)"} {
+			fmt.Printf(" %s %.1f s (%.0f%%),", k, (cpu1[k] - cpu0[k]).Seconds(), 100*(cpu1[k]-cpu0[k]).Seconds()/total.Seconds())
+		}
+		fmt.Println()
+	}
+	if precreate {
+		fmt.Printf("(heap before: this process before the manager started, so the growth includes the manager's fixed costs)\n")
+	}
+	fmt.Printf("heap in use: before %.1f MiB, peak %.1f MiB, after GC %.1f MiB\n", mib(base), mib(peak.Load()), mib(after))
+	fmt.Printf("heap growth per watched object (after GC − before) / %d: %.2f KiB\n", watched, float64(int64(after)-int64(base))/float64(watched)/1024)
+	fmt.Printf("of which live objects (HeapAlloc):                  %.2f KiB (the rest is free space in spans still in use)\n", float64(int64(afterLive)-int64(baseLive))/float64(watched)/1024)
+	return nil
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// createObjects creates n HTTPRoutes attached to the Gateway "edge" and n
+// APIPolicies (API keys + a per-client rate limit), one for each, from
+// clients concurrent clients.
+func createObjects(ctx context.Context, k8s client.Client, ns string, n, clients int) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -268,47 +370,13 @@ func run(n, clients, workers int, qps float32, burst int, timeout time.Duration,
 		}()
 	}
 	wg.Wait()
-	created := time.Since(start)
 	select {
 	case err := <-errs:
 		return err
 	default:
+		return nil
 	}
-
-	if err := waitEnforced(ctx, k8s, ns, n, start); err != nil {
-		return err
-	}
-	converged := time.Since(start)
-	close(stopSampling)
-	<-sampled
-	// Steady state: let the Event broadcaster send what it queued.
-	time.Sleep(5 * time.Second)
-	runtime.GC()
-	after, afterLive := heapInUse(), heapLive()
-	if err := writeHeapProfile(heapProfile); err != nil {
-		return err
-	}
-	if err := <-profiled; err != nil {
-		return err
-	}
-	watched := 2 * n
-	fmt.Printf("policies: %d, routes: %d, rendered objects: %d, clients: %d, reconcile workers: %d, manager QPS/burst: %.0f/%d, GOMAXPROCS: %d\n", n, n, 2*n, clients, workers, qps, burst, runtime.GOMAXPROCS(0))
-	fmt.Printf("create routes+policies (floor): %s\n", created.Round(time.Millisecond))
-	fmt.Printf("all policies Enforced:          %s (%.2f× the floor, %.0f policies/s)\n", converged.Round(time.Millisecond), converged.Seconds()/created.Seconds(), float64(n)/converged.Seconds())
-	// Every policy costs the apiserver writes beyond the two creates: one
-	// server-side apply per rendered object (2), its status and one Event.
-	// At the write rate the creates achieved, that many writes take:
-	writes := 2*n + 2*n + n + n
-	bound := time.Duration(float64(writes) / (float64(2*n) / created.Seconds()) * float64(time.Second))
-	fmt.Printf("write-bound estimate:           %s (%d writes at the create rate of %.0f/s); achieved %.2f× it\n", bound.Round(time.Millisecond), writes, float64(2*n)/created.Seconds(), converged.Seconds()/bound.Seconds())
-	fmt.Printf("manager requests: %s\n", requests)
-	fmt.Printf("heap in use: before %.1f MiB, peak %.1f MiB, after GC %.1f MiB\n", mib(base), mib(peak.Load()), mib(after))
-	fmt.Printf("heap growth per watched object (after GC − before) / %d: %.2f KiB\n", watched, float64(int64(after)-int64(base))/float64(watched)/1024)
-	fmt.Printf("of which live objects (HeapAlloc):                  %.2f KiB (the rest is free space in spans still in use)\n", float64(int64(afterLive)-int64(baseLive))/float64(watched)/1024)
-	return nil
 }
-
-func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 // waitEnforced returns once n policies in ns report Enforced=True for their
 // current generation. It lists once and then follows a watch (listing every
@@ -358,6 +426,54 @@ func waitEnforced(ctx context.Context, k8s client.WithWatch, ns string, n int, s
 		}
 	}
 }
+
+// cpuTimes returns the CPU time (user + system) used so far by this
+// process and by its child processes, the kube-apiserver and etcd, read
+// from /proc; nil where /proc is not there.
+func cpuTimes() map[string]time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return nil
+	}
+	out := map[string]time.Duration{"bench (manager + clients)": time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ... utime stime: fields 14 and 15, counted
+		// after the comm, which may hold spaces.
+		open, closing := strings.IndexByte(string(data), '('), strings.LastIndexByte(string(data), ')')
+		if open < 0 || closing < open {
+			continue
+		}
+		comm, rest := string(data[open+1:closing]), strings.Fields(string(data[closing+1:]))
+		if len(rest) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(rest[1])
+		if ppid != self || (comm != "kube-apiserver" && comm != "etcd") {
+			continue
+		}
+		utime, _ := strconv.ParseInt(rest[11], 10, 64)
+		stime, _ := strconv.ParseInt(rest[12], 10, 64)
+		out[comm] += time.Duration(utime+stime) * (time.Second / clockTicks)
+	}
+	return out
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
 
 // requestCounter counts the manager's requests by method and resource
 // (watches apart), on its HTTP transports.
@@ -463,6 +579,9 @@ func runMTLS(ctx context.Context, k8s client.Client, ns string, consumers int, b
 	fmt.Printf("mTLS consumers: %d (one Gateway-level APIPolicy), GOMAXPROCS: %d\n", consumers, runtime.GOMAXPROCS(0))
 	fmt.Printf("all %d Certificates exist:      %s (%.0f Certificates/s)\n", consumers, certsAt.Round(time.Millisecond), float64(consumers)/certsAt.Seconds())
 	fmt.Printf("policy Enforced, status listing them: %s\n", enforcedAt.Round(time.Millisecond))
+	if precreate {
+		fmt.Printf("(heap before: this process before the manager started, so the growth includes the manager's fixed costs)\n")
+	}
 	fmt.Printf("heap in use: before %.1f MiB, peak %.1f MiB, after GC %.1f MiB (%.2f KiB per consumer)\n", mib(base), mib(peak.Load()), mib(after), float64(int64(after)-int64(base))/float64(consumers)/1024)
 	return nil
 }
