@@ -167,7 +167,7 @@ func run(small, large, hosts, creates int, profile string, real bool) error {
 		for _, h := range []int{1, hosts} {
 			if profile != "" && np == large && h == hosts {
 				profiled = make(chan error, 1)
-				go func() { profiled <- apiserverProfile(ctx, &cfg, profile) }()
+				go func() { profiled <- testenv.ProfileAPIServer(ctx, &cfg, 10*time.Second, profile) }()
 			}
 			// Each cell: the wall time per create, and the time the
 			// policy plugin reported per admitted create meanwhile.
@@ -212,20 +212,6 @@ func run(small, large, hosts, creates int, profile string, real bool) error {
 		}
 	}
 	return nil
-}
-
-// apiserverProfile takes a 10-second CPU profile of the apiserver through
-// its /debug/pprof endpoint.
-func apiserverProfile(ctx context.Context, cfg *rest.Config, path string) error {
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	data, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "10").DoRaw(ctx)
-	if err != nil {
-		return fmt.Errorf("profiling the apiserver: %w", err)
-	}
-	return os.WriteFile(path, data, 0o644)
 }
 
 // sample is a histogram's sum and count.

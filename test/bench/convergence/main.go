@@ -41,7 +41,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -109,28 +108,7 @@ func profileAPIServer(ctx context.Context, cfg *rest.Config) <-chan error {
 		close(done)
 		return done
 	}
-	go func() {
-		done <- func() error {
-			cs, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return err
-			}
-			body, err := cs.Discovery().RESTClient().Get().AbsPath("/debug/pprof/profile").
-				Param("seconds", strconv.Itoa(int(apiserverProfileFor.Seconds()))).Timeout(apiserverProfileFor + time.Minute).DoRaw(ctx)
-			if err != nil {
-				return fmt.Errorf("apiserver profile: %w", err)
-			}
-			f, err := os.Create(apiserverProfile)
-			if err != nil {
-				return err
-			}
-			if _, err := f.Write(body); err != nil {
-				_ = f.Close()
-				return err
-			}
-			return f.Close()
-		}()
-	}()
+	go func() { done <- testenv.ProfileAPIServer(ctx, cfg, apiserverProfileFor, apiserverProfile) }()
 	return done
 }
 
@@ -165,11 +143,7 @@ func heapLive() uint64 {
 
 func run(n, clients, workers int, qps float32, burst int, timeout time.Duration, mtlsConsumers int) error {
 	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel)))
-	opts := []testenv.Option{testenv.WithEnvoyGatewayCRDs()}
-	if apiserverProfile != "" {
-		opts = append(opts, testenv.WithAPIServerProfiling())
-	}
-	env, err := testenv.Start(opts...)
+	env, err := testenv.Start(testenv.WithEnvoyGatewayCRDs())
 	if err != nil {
 		return err
 	}
