@@ -196,3 +196,48 @@ func TestNamespaceNotYetInTheStore(t *testing.T) {
 		t.Fatalf("want a denial in a governed namespace the store had not seen, got %s", rec.Body.String())
 	}
 }
+
+// TestGatewayAnnotationUpdatesThroughServe: through the HTTP path the
+// apiserver uses, an update of a non-compliant Ingress that only sets or
+// removes the gateway annotations apiwarden writes is admitted; any other
+// update of it is judged (and denied).
+func TestGatewayAnnotationUpdatesThroughServe(t *testing.T) {
+	h := newTestHandler(t)
+	old := testIngress("shop", bareRules)
+	old.Annotations = map[string]string{"team": "orders"}
+	withMiddleware := old.DeepCopy()
+	withMiddleware.Annotations["traefik.ingress.kubernetes.io/router.middlewares"] = "shop-auth@kubernetescrd"
+	relabelled := old.DeepCopy()
+	relabelled.Labels = map[string]string{"touched": "yes"}
+	update := func(from, to *networkingv1.Ingress) *admissionv1.AdmissionResponse {
+		t.Helper()
+		oldRaw, err := json.Marshal(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := review(t, to)
+		var r admissionv1.AdmissionReview
+		if err := json.Unmarshal(body, &r); err != nil {
+			t.Fatal(err)
+		}
+		r.Request.Operation, r.Request.OldObject = admissionv1.Update, runtime.RawExtension{Raw: oldRaw}
+		if body, err = json.Marshal(r); err != nil {
+			t.Fatal(err)
+		}
+		rec := post(h, "application/json", body)
+		var out admissionv1.AdmissionReview
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
+			t.Fatalf("bad answer: HTTP %d %s", rec.Code, rec.Body.String())
+		}
+		return out.Response
+	}
+	if resp := update(old, withMiddleware); !resp.Allowed {
+		t.Errorf("adding the gateway annotation was denied: %+v", resp.Result)
+	}
+	if resp := update(withMiddleware, old); !resp.Allowed {
+		t.Errorf("removing the gateway annotation was denied: %+v", resp.Result)
+	}
+	if resp := update(old, relabelled); resp.Allowed || !strings.Contains(resp.Result.Message, "without TLS") {
+		t.Errorf("another update of a non-compliant Ingress was not judged: %+v", resp)
+	}
+}

@@ -56,16 +56,6 @@ func (v *exposureValidator) Handle(ctx context.Context, req admission.Request) a
 	if err := decodeRaw(req.Object.Raw, obj); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding %s: %w", v.kind, err))
 	}
-	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
-		old := v.newObj()
-		if err := decodeRaw(req.OldObject.Raw, old); err == nil && onlyGatewayAnnotationsChanged(old, obj) {
-			// The gateway annotations apiwarden sets on its targets (or
-			// removes when a policy goes) change no exposure decision;
-			// refusing them would keep a protection off an object that
-			// predates a Deny baseline, or a deleted policy's finalizer on.
-			return admission.Allowed("")
-		}
-	}
 	return v.handleObject(ctx, req, obj)
 }
 
@@ -103,6 +93,16 @@ func (v *exposureValidator) handleObject(ctx context.Context, req admission.Requ
 	if obj.GetObjectKind().GroupVersionKind().Kind == "" {
 		// Objects the apiserver sends always carry apiVersion and kind.
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("the review carries no %s", v.kind))
+	}
+	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
+		old := v.newObj()
+		if err := decodeRaw(req.OldObject.Raw, old); err == nil && onlyGatewayAnnotationsChanged(old, obj) {
+			// The gateway annotations apiwarden sets on its targets (or
+			// removes when a policy goes) change no exposure decision;
+			// refusing them would keep a protection off an object that
+			// predates a Deny baseline, or a deleted policy's finalizer on.
+			return admission.Allowed("")
+		}
 	}
 	if obj.GetDeletionTimestamp() != nil {
 		// Updates of an object being deleted remove finalizers (a cloud

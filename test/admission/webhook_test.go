@@ -506,4 +506,23 @@ func TestExemptionAdmitsUntilItExpires(t *testing.T) {
 	waitCache(t, &current, true)
 	in.Labels = map[string]string{"touched": "yes"}
 	denied(t, k8s.Update(ctx, in), "Ingress legacy/portal exposes host shop.example.com without TLS")
+
+	// Setting, then removing, only the gateway annotations apiwarden writes
+	// on its targets is admitted even now: they change no exposure
+	// decision, and refusing them would keep a policy's protection off
+	// this Ingress (or its finalizer on).
+	for _, set := range []bool{true, false} {
+		var cur networkingv1.Ingress
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(in), &cur); err != nil {
+			t.Fatal(err)
+		}
+		if set {
+			cur.Annotations = map[string]string{"traefik.ingress.kubernetes.io/router.middlewares": "legacy-auth@kubernetescrd"}
+		} else {
+			delete(cur.Annotations, "traefik.ingress.kubernetes.io/router.middlewares")
+		}
+		if err := k8s.Update(ctx, &cur); err != nil {
+			t.Fatalf("an update of only the gateway annotations (set %v) was refused: %v", set, err)
+		}
+	}
 }
