@@ -6,9 +6,11 @@
 //     latency at several client concurrencies;
 //  2. through a real kube-apiserver (envtest): the wall time of creating N
 //     Ingresses with no webhook, with the floor, with apiwarden's webhook,
-//     and with apiwarden in CEL mode (the ValidatingAdmissionPolicy compiled
-//     from a CEL-mode baseline and its namespace's params, no webhook), one
-//     client and eight.
+//     with apiwarden in CEL mode (the ValidatingAdmissionPolicy compiled
+//     from a CEL-mode baseline and its namespace's params, no webhook), and
+//     with the floor of that design (a policy with the same params and
+//     binding whose one validation costs next to nothing), one client and
+//     eight.
 //
 // apiwarden's handler reads a real informer cache holding the APIPolicies, as
 // in the manager. All traffic stays on 127.0.0.1; every loop is bounded.
@@ -26,7 +28,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/apiwarden/apiwarden/test/bench/load"
 	"net"
 	"net/http"
 	"os"
@@ -58,6 +59,7 @@ import (
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/exposure"
 	"github.com/apiwarden/apiwarden/internal/testenv"
+	"github.com/apiwarden/apiwarden/test/bench/load"
 	"github.com/apiwarden/apiwarden/webhooks"
 )
 
@@ -185,7 +187,7 @@ func startCache(ctx context.Context, cfg *rest.Config) (client.Client, client.Re
 // seed creates the governed namespace, a Deny baseline and one APIPolicy per
 // Ingress name, and waits until the admission store holds them all.
 func seed(ctx context.Context, k8s client.Client, store *webhooks.Store, cfg config) error {
-	for _, ns := range []string{"bench", "bench-none", "bench-floor", "bench-cel"} {
+	for _, ns := range []string{"bench", "bench-none", "bench-floor", "bench-cel", "bench-vap"} {
 		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return err
 		}
@@ -268,7 +270,20 @@ func seedCEL(ctx context.Context, k8s client.Client, policies int) error {
 	if err != nil {
 		return err
 	}
-	for _, o := range []client.Object{cm, vap, binding} {
+	// The floor of any policy built this way: the same params, bound the
+	// same way, over namespace bench-vap, with one validation that costs
+	// next to nothing (it denies only an Ingress named uncovered, so
+	// waitCEL can see it enforced).
+	floorCM := cm.DeepCopy()
+	floorCM.Namespace = "bench-vap"
+	floor := vap.DeepCopy()
+	floor.Name = "bench-floor-vap"
+	floor.Spec.MatchConditions, floor.Spec.Variables = nil, nil
+	floor.Spec.Validations = []admissionregistrationv1.Validation{{Expression: "object.metadata.name != 'uncovered'", Message: "floor"}}
+	floorBinding := binding.DeepCopy()
+	floorBinding.Name, floorBinding.Spec.PolicyName = floor.Name, floor.Name
+	floorBinding.Spec.MatchResources.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "bench-vap"}}
+	for _, o := range []client.Object{cm, vap, binding, floorCM, floor, floorBinding} {
 		if err := k8s.Create(ctx, o); err != nil {
 			return err
 		}
@@ -277,19 +292,23 @@ func seedCEL(ctx context.Context, k8s client.Client, policies int) error {
 }
 
 // waitCEL waits until the apiserver enforces the compiled policy in
-// bench-cel: an Ingress no policy covers is denied.
+// bench-cel and the floor policy in bench-vap: an Ingress named uncovered
+// is denied.
 func waitCEL(ctx context.Context, cs kubernetes.Interface) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, err := cs.NetworkingV1().Ingresses("bench-cel").Create(ctx, ingress("bench-cel", "uncovered", 1), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		if err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy") {
-			return nil
+	for _, ns := range []string{"bench-cel", "bench-vap"} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, err := cs.NetworkingV1().Ingresses(ns).Create(ctx, ingress(ns, "uncovered", 1), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy") {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the apiserver did not enforce the policy of %s within 30s (last answer: %v)", ns, err)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the apiserver did not enforce the compiled policy within 30s (last answer: %v)", err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	return nil
 }
 
 func ingress(ns, name string, hosts int) *networkingv1.Ingress {
@@ -421,14 +440,14 @@ func benchAPIServer(ctx context.Context, cfg config, restCfg *rest.Config, k8s c
 		calls         *atomic.Int64
 	}
 	modes := []mode{{"no webhook", "bench-none", "", nil}, {"floor webhook", "bench-floor", floorURL, floorCalls}, {"apiwarden webhook", "bench", awURL, awCalls},
-		{"apiwarden CEL", "bench-cel", "", nil}}
+		{"apiwarden CEL", "bench-cel", "", nil}, {"floor VAP", "bench-vap", "", nil}}
 	if err := waitCEL(ctx, cs); err != nil {
 		return err
 	}
 
 	fmt.Printf("## %d Ingress creates through kube-apiserver (envtest), median of %d runs per mode\n\n", cfg.creates, cfg.runs)
-	fmt.Println("| clients | no admission | floor webhook | apiwarden webhook | apiwarden CEL | floor / none | webhook / none | CEL / none | CEL / webhook |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| clients | no admission | floor webhook | apiwarden webhook | apiwarden CEL | floor VAP | floor / none | webhook / none | CEL / none | CEL / webhook | floor VAP / none | CEL / floor VAP |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, clients := range []int{1, 8} {
 		// Each mode runs -runs times, in the order A B C D D C B A A B …,
 		// and reports its median run, so neither warm-up nor drift
@@ -462,9 +481,9 @@ func benchAPIServer(ctx context.Context, cfg config, restCfg *rest.Config, k8s c
 			slices.Sort(ds)
 			return ds[len(ds)/2]
 		}
-		none, fl, aw, cel := median(runs["no webhook"]), median(runs["floor webhook"]), median(runs["apiwarden webhook"]), median(runs["apiwarden CEL"])
-		fmt.Printf("| %d | %.2f s | %.2f s | %.2f s | %.2f s | %.2f× | %.2f× | %.2f× | %.2f× |\n", clients, none.Seconds(), fl.Seconds(), aw.Seconds(), cel.Seconds(),
-			fl.Seconds()/none.Seconds(), aw.Seconds()/none.Seconds(), cel.Seconds()/none.Seconds(), cel.Seconds()/aw.Seconds())
+		none, fl, aw, cel, fv := median(runs["no webhook"]), median(runs["floor webhook"]), median(runs["apiwarden webhook"]), median(runs["apiwarden CEL"]), median(runs["floor VAP"])
+		fmt.Printf("| %d | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f× | %.2f× | %.2f× | %.2f× | %.2f× | %.2f× |\n", clients, none.Seconds(), fl.Seconds(), aw.Seconds(), cel.Seconds(), fv.Seconds(),
+			fl.Seconds()/none.Seconds(), aw.Seconds()/none.Seconds(), cel.Seconds()/none.Seconds(), cel.Seconds()/aw.Seconds(), fv.Seconds()/none.Seconds(), cel.Seconds()/fv.Seconds())
 	}
 	fmt.Println()
 	return nil
