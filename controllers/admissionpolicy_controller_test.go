@@ -157,12 +157,24 @@ func TestCELAdmission(t *testing.T) {
 			apierrors.IsNotFound(guardErr) && params()[exposure.GuardKey] == exposure.RecordSeparator+exposure.RecordSeparator
 	})
 
-	// Nothing changed, nothing written: the params keep their resourceVersion.
+	// Nothing changed, nothing written: a reconcile of the namespace (a
+	// label it gains changes what no baseline selects) keeps the params'
+	// resourceVersion.
 	var cm corev1.ConfigMap
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: exposure.ParamsName}, &cm); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	var nsObj corev1.Namespace
+	if err := k8s.Get(ctx, client.ObjectKey{Name: ns}, &nsObj); err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Labels["touched"] = "yes"
+	before := reconciles(t, "admissionparams")
+	if err := k8s.Update(ctx, &nsObj); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a reconcile of the params after the namespace's change", func() bool { return reconciles(t, "admissionparams") > before })
+	time.Sleep(time.Second) // and any write it would make
 	var again corev1.ConfigMap
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(&cm), &again); err != nil || again.ResourceVersion != cm.ResourceVersion {
 		t.Errorf("the params were written again with nothing changed (%v)", err)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
@@ -201,6 +202,31 @@ func findCond(cs []metav1.Condition, t string) *metav1.Condition {
 
 // metricValue reads one gauge or counter series from the controllers'
 // metrics registry; -1 when absent.
+// reconciles returns how many reconciles controller has finished, from
+// controller-runtime's own counter: a test that asserts that a change
+// wrote nothing first waits for the reconcile the change caused.
+func reconciles(t *testing.T, controller string) float64 {
+	t.Helper()
+	mfs, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == controller {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
 func metricValue(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := policyMetrics.Gather()

@@ -193,10 +193,12 @@ func TestAPIPolicyController(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Labels = map[string]string{"touched": "yes"}
+	before := reconciles(t, "apipolicy")
 	if err := k8s.Update(ctx, &r); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	eventually(t, "a reconcile after the route's change", func() bool { return reconciles(t, "apipolicy") > before })
+	time.Sleep(time.Second) // and any write it would make
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(orders), &p); err != nil {
 		t.Fatal(err)
 	}
