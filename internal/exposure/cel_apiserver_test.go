@@ -3,6 +3,7 @@ package exposure_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,13 +157,28 @@ func runCELCase(ctx context.Context, t *testing.T, k8s client.Client, tc exposur
 	data := exposure.Params(snap, tc.Policies, ns)
 	data["apiwarden-probe"] = ""
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: exposure.ParamsName}, Data: data}
-	for _, o := range []client.Object{cm, vap, binding} {
+	objs := []client.Object{cm, vap, binding}
+	const probeLabel = "apiwarden-probe"
+	if !governed {
+		// The case's binding never applies to this namespace, so its
+		// probe would never be refused. A second binding of the same
+		// policy and params, for the probe alone, tells when the apiserver
+		// has loaded them; it is created after the case's binding, so
+		// the apiserver's informers hold that one by then.
+		probeBinding := binding.DeepCopy()
+		probeBinding.Name += "-probe"
+		probeBinding.Spec.MatchResources.NamespaceSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: []string{ns}}}}
+		probeBinding.Spec.MatchResources.ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{probeLabel: "true"}}
+		objs = append(objs, probeBinding)
+	}
+	for _, o := range objs {
 		if err := k8s.Create(ctx, o); err != nil {
 			t.Fatalf("creating %T: %v", o, err)
 		}
 	}
 	defer func() {
-		for _, o := range []client.Object{binding, vap, cm} {
+		for _, o := range slices.Backward(objs) {
 			_ = k8s.Delete(ctx, o)
 		}
 	}()
@@ -170,15 +186,18 @@ func runCELCase(ctx context.Context, t *testing.T, k8s client.Client, tc exposur
 		t.Logf("type checking: %+v", vap.Status.TypeChecking.ExpressionWarnings)
 	}
 
-	// Wait for the apiserver to load the policy and the params (only where
-	// the binding applies: an ungoverned namespace never sees the probe).
-	if governed {
+	// Wait for the apiserver to load the policy, its bindings and the
+	// params.
+	{
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			// A fresh copy each time: Create writes the answer (a dry-run
 			// ClusterIP, say) into the object.
 			probe := obj.DeepCopyObject().(client.Object)
 			probe.SetName("apiwarden-probe")
+			if !governed {
+				probe.SetLabels(map[string]string{probeLabel: "true"})
+			}
 			err := k8s.Create(ctx, probe, client.DryRunAll)
 			if err != nil && strings.Contains(err.Error(), "apiwarden-probe-ready") {
 				break
