@@ -421,3 +421,45 @@ func TestGRPCDryRunModeNeverBlocks(t *testing.T) {
 		t.Fatal("unknown policy, mode Enforce: allowed")
 	}
 }
+
+// The same through forward-auth (Traefik): the rendered URL carries
+// mode=DryRun, and the service then never blocks, whether it is not ready,
+// does not know the policy, or gets no original URI. Without the mode, or
+// with another, it refuses as before.
+func TestHTTPDryRunModeNeverBlocks(t *testing.T) {
+	s := NewStore(nil)
+	h := HTTPHandler(s, time.Now)
+	check := func(query string, withURI bool) *httptest.ResponseRecorder {
+		t.Helper()
+		target := ForwardAuthPrefix + "shop/unknown"
+		if query != "" {
+			target += "?" + query
+		}
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		if withURI {
+			r.Header.Set("X-Forwarded-Uri", "/orders")
+			r.Header.Set("X-Forwarded-Method", "GET")
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	expect := func(what string, w *httptest.ResponseRecorder, code int, dryRun string) {
+		t.Helper()
+		if w.Code != code || w.Header().Get(DryRunHeader) != dryRun {
+			t.Errorf("%s: HTTP %d, %s %q; want %d, %q", what, w.Code, DryRunHeader, w.Header().Get(DryRunHeader), code, dryRun)
+		}
+	}
+	expect("not ready, Enforce", check("", true), http.StatusServiceUnavailable, "")
+	expect("not ready, DryRun", check("mode=DryRun", true), http.StatusOK, "not_ready")
+	expect("no URI, Enforce", check("", false), http.StatusBadRequest, "")
+	expect("no URI, DryRun", check("mode=DryRun", false), http.StatusOK, "path_rejected")
+	s.MarkSynced()
+	if err := s.SetPepper(testPepper); err != nil {
+		t.Fatal(err)
+	}
+	expect("unknown policy, Enforce", check("", true), http.StatusForbidden, "")
+	expect("unknown policy, mode=Enforce", check("mode=Enforce", true), http.StatusForbidden, "")
+	expect("unknown policy, DryRun", check("mode=DryRun", true), http.StatusOK, "policy_unknown")
+	expect("unknown policy, dryrun (case matters)", check("mode=dryrun", true), http.StatusForbidden, "")
+}

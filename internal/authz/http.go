@@ -6,12 +6,20 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 )
 
 // ForwardAuthPrefix is the path of the HTTP forward-auth endpoint; the
 // APIPolicy follows it as "<namespace>/<name>", e.g.
 // /v1/forward-auth/shop/orders-api.
 const ForwardAuthPrefix = "/v1/forward-auth/"
+
+// ModeQuery is the query parameter of the forward-auth URL in which a
+// rendered DryRun policy says so (mode=DryRun), as ModeContextKey does for
+// ext_authz: the service then lets a request through even when it cannot
+// decide. The proxy's configuration sets the URL, so a client cannot.
+const ModeQuery = "mode"
 
 // httpHeaders reads net/http headers.
 type httpHeaders http.Header
@@ -47,6 +55,13 @@ func HTTPHandler(s *Store, now func() time.Time) http.Handler {
 			res = Result{Code: PathRejected}
 		} else {
 			res = s.Check(&in, start)
+		}
+		if r.URL.RawQuery != "" && r.URL.Query().Get(ModeQuery) == string(apiwardenv1alpha1.PolicyModeDryRun) &&
+			(res.Code == NotReady || res.Code == PolicyUnknown || in.Path == "") {
+			// A DryRun policy never blocks traffic, whatever the service's
+			// state or the proxy's request: allow, and mark what would
+			// have been answered.
+			res.DryRun, res.Code = res.Code, Allowed
 		}
 		writeHTTP(w, &res)
 		s.Observe(HTTP, &in, &res, now().Sub(start))

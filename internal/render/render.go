@@ -52,13 +52,19 @@ type AuthzService struct {
 }
 
 // ForwardAuthURL is the URL a gateway's forward-auth calls for policy
-// ("namespace/name"): the authz service's forward-auth endpoint.
-func (a AuthzService) ForwardAuthURL(policy string) string {
+// ("namespace/name") in mode: the authz service's forward-auth endpoint,
+// with "?mode=DryRun" for a DryRun policy, so that the service lets
+// requests through even before it knows the policy.
+func (a AuthzService) ForwardAuthURL(policy string, mode apiwardenv1alpha1.PolicyMode) string {
 	base := a.HTTPURL
 	if base == "" {
 		base = "http://" + a.Name + "." + a.Namespace + ".svc:" + strconv.Itoa(int(a.HTTPPort))
 	}
-	return strings.TrimRight(base, "/") + "/v1/forward-auth/" + policy
+	u := strings.TrimRight(base, "/") + "/v1/forward-auth/" + policy
+	if mode == apiwardenv1alpha1.PolicyModeDryRun {
+		u += "?mode=" + string(apiwardenv1alpha1.PolicyModeDryRun)
+	}
+	return u
 }
 
 // DefaultAuthzService is the Service installed by config/default.

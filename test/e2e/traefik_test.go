@@ -33,6 +33,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -245,7 +246,7 @@ func TestTraefikEnforcesWhatApiwardenRendered(t *testing.T) {
 
 	// Certificates: the gateway's, and a CA for client certificates.
 	serverCA, clientCA := newCA(t, "e2e-server-ca"), newCA(t, "e2e-client-ca")
-	crt, crtKey := serverCA.issue(t, "shop", "shop.example.com", "partners.example.com")
+	crt, crtKey := serverCA.issue(t, "shop", "shop.example.com", "partners.example.com", "dry.example.com", "enforce.example.com")
 	create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "shop-tls"}, Type: corev1.SecretTypeTLS,
 		Data: map[string][]byte{corev1.TLSCertKey: crt, corev1.TLSPrivateKeyKey: crtKey}})
 	create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "partners-ca"}, Data: map[string][]byte{"ca.crt": clientCA.pem}})
@@ -382,6 +383,35 @@ func TestTraefikEnforcesWhatApiwardenRendered(t *testing.T) {
 		}
 		return status(shop, http.MethodGet, "https://shop.example.com/v1/orders", "") == http.StatusUnauthorized
 	})
+
+	// A forward-auth Middleware written by hand for a policy the authz
+	// service does not know: refused (403) as it is, let through when its
+	// URL says the policy is a DryRun one, as the renderer writes it for
+	// DryRun policies. Traefik passes the URL's query on.
+	for _, probe := range []struct{ name, query string }{{"enforce", ""}, {"dry", "?mode=DryRun"}} {
+		mw := &unstructured.Unstructured{}
+		mw.SetAPIVersion("traefik.io/v1alpha1")
+		mw.SetKind("Middleware")
+		mw.SetNamespace("shop")
+		mw.SetName("probe-" + probe.name)
+		if err := unstructured.SetNestedField(mw.Object, fmt.Sprintf("http://127.0.0.1:%d/v1/forward-auth/shop/no-such-policy%s", authzHTTP, probe.query), "spec", "forwardAuth", "address"); err != nil {
+			t.Fatal(err)
+		}
+		create(mw)
+		in := ingress("probe-"+probe.name, probe.name+".example.com")
+		in.Annotations = map[string]string{"traefik.ingress.kubernetes.io/router.middlewares": "shop-probe-" + probe.name + "@kubernetescrd",
+			"traefik.ingress.kubernetes.io/router.tls": "true", "traefik.ingress.kubernetes.io/router.entrypoints": "websecure"}
+		create(in)
+	}
+	lastProbe := 0
+	t.Cleanup(func() { t.Logf("last probe answer: %d", lastProbe) })
+	until(t, "Traefik to serve the probe Ingresses", 60*time.Second, func() bool {
+		lastProbe = status(httpsClient("enforce.example.com", nil), http.MethodGet, "https://enforce.example.com/", "")
+		return lastProbe == http.StatusForbidden
+	})
+	if code := status(httpsClient("dry.example.com", nil), http.MethodGet, "https://dry.example.com/", ""); code != http.StatusOK {
+		t.Errorf("forward-auth with mode=DryRun for a policy the service does not know: %d, want 200", code)
+	}
 
 	// Plain HTTP is redirected to HTTPS.
 	plain := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

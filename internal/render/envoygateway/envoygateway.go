@@ -184,7 +184,7 @@ func (b *builder) extAuth() *egv1a1.ExtAuth {
 		policy = b.in.Policy.Namespace + "/" + b.in.Policy.Name
 	}
 	if b.dryRun {
-		b.res.WouldBlockf("requests without a valid API key in header %s would be answered 401 (the authz service counts them in apiwarden_authz_checks_total with result dry_run)", apiKeyHeader(b.in.Spec.Authentication.APIKey))
+		b.res.WouldBlockf("requests without a valid API key in header %s would be answered 401 (the authz service lets them through and counts them in apiwarden_authz_dry_run_refusals_total)", apiKeyHeader(b.in.Spec.Authentication.APIKey))
 	}
 	ns := gatewayv1.Namespace(b.in.Authz.Namespace)
 	exts := []*egv1a1.ContextExtension{{Name: PolicyContextKey, Type: egv1a1.ContextExtensionValueTypeValue, Value: ptr.To(policy)}}

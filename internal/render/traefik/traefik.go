@@ -175,10 +175,10 @@ func (b *builder) forwardAuth() *unstructured.Unstructured {
 		policy = b.in.Policy.Namespace + "/" + b.in.Policy.Name
 	}
 	if b.dryRun {
-		b.res.WouldBlockf("requests without a valid API key in header %s would be answered 401 (the authz service counts them in apiwarden_authz_checks_total with result dry_run)", apiKeyHeader(s.Authentication.APIKey))
+		b.res.WouldBlockf("requests without a valid API key in header %s would be answered 401 (the authz service lets them through and counts them in apiwarden_authz_dry_run_refusals_total)", apiKeyHeader(s.Authentication.APIKey))
 	}
 	return b.object(KindMiddleware, "auth", map[string]any{"forwardAuth": map[string]any{
-		"address": b.in.Authz.ForwardAuthURL(policy),
+		"address": b.in.Authz.ForwardAuthURL(policy, s.Mode),
 		// The consumer and key id replace whatever the client sent.
 		"authResponseHeaders": []any{ConsumerHeader, KeyIDHeader},
 	}})
