@@ -40,7 +40,10 @@ func Run(o Options, do func(worker, i int) error) (Result, error) {
 	lat := make([]time.Duration, o.Requests)
 	var next, done atomic.Int64
 	var wg sync.WaitGroup
-	var firstErr atomic.Value
+	var (
+		errOnce  sync.Once
+		firstErr error
+	)
 	start := time.Now()
 	var deadline time.Time
 	if o.Duration > 0 {
@@ -63,7 +66,7 @@ func Run(o Options, do func(worker, i int) error) (Result, error) {
 				}
 				t := time.Now()
 				if err := do(w, i); err != nil {
-					firstErr.CompareAndSwap(nil, err)
+					errOnce.Do(func() { firstErr = err }) // errors of any type: not an atomic.Value
 					return
 				}
 				lat[i] = time.Since(t)
@@ -73,8 +76,8 @@ func Run(o Options, do func(worker, i int) error) (Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	if err, _ := firstErr.Load().(error); err != nil {
-		return Result{}, err
+	if firstErr != nil {
+		return Result{}, firstErr
 	}
 	// Calls not made (Duration ran out) left zeros: keep the made ones.
 	made := slices.DeleteFunc(lat, func(d time.Duration) bool { return d == 0 })
