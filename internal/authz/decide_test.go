@@ -463,3 +463,31 @@ func TestHTTPDryRunModeNeverBlocks(t *testing.T) {
 	expect("unknown policy, DryRun", check("mode=DryRun", true), http.StatusOK, "policy_unknown")
 	expect("unknown policy, dryrun (case matters)", check("mode=dryrun", true), http.StatusForbidden, "")
 }
+
+// The client a forward-auth request is counted under is the address the
+// proxy added, never one the client wrote.
+func TestForwardedClient(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hdr  map[string][]string
+		want string
+	}{
+		{"proxy's entry", map[string][]string{"X-Forwarded-For": {"10.0.0.9"}}, "10.0.0.9"},
+		{"client's entries to the left", map[string][]string{"X-Forwarded-For": {"1.2.3.4, 5.6.7.8,10.0.0.9"}}, "10.0.0.9"},
+		{"several header lines", map[string][]string{"X-Forwarded-For": {"1.2.3.4", "10.0.0.9"}}, "10.0.0.9"},
+		{"IPv6", map[string][]string{"X-Forwarded-For": {"1.2.3.4, 2001:db8::1"}}, "2001:db8::1"},
+		{"not an address", map[string][]string{"X-Forwarded-For": {strings.Repeat("x", 10000)}}, "192.0.2.1"},
+		{"X-Real-Ip", map[string][]string{"X-Real-Ip": {"10.0.0.7"}}, "10.0.0.7"},
+		{"X-Real-Ip not an address", map[string][]string{"X-Real-Ip": {"admin"}}, "192.0.2.1"},
+		{"no header", nil, "192.0.2.1"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = "192.0.2.1:41000"
+		for k, v := range tc.hdr {
+			r.Header[k] = v
+		}
+		if got := forwardedClient(r); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -121,14 +122,26 @@ func forwardedRequest(h http.Header) (method, target string) {
 	return method, target
 }
 
-// forwardedClient is the client address the proxy reports, else the peer.
+// forwardedClient is the client address the proxy reports: the last
+// X-Forwarded-For entry (the one the proxy in front of this service added;
+// the entries to its left are whatever the client sent), else X-Real-Ip,
+// else the peer. A value that is not an IP address is passed over, so a
+// client can neither choose the address its refusals are counted under
+// nor lengthen the log line that names it.
 func forwardedClient(r *http.Request) string {
 	if v := r.Header["X-Forwarded-For"]; len(v) > 0 {
-		first, _, _ := strings.Cut(v[0], ",")
-		return strings.TrimSpace(first)
+		last := v[len(v)-1]
+		if i := strings.LastIndexByte(last, ','); i >= 0 {
+			last = last[i+1:]
+		}
+		if a, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+			return a.String()
+		}
 	}
 	if v := r.Header["X-Real-Ip"]; len(v) > 0 {
-		return v[0]
+		if a, err := netip.ParseAddr(strings.TrimSpace(v[0])); err == nil {
+			return a.String()
+		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

@@ -271,7 +271,11 @@ func (s *Service) Start(ctx context.Context) error {
 					gs.Stop()
 				}
 			}
-			s.report(context.Background())
+			// The last usage report, bounded: an unreachable apiserver
+			// must not hold the shutdown past its grace period.
+			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s.report(rctx)
+			rcancel()
 			return nil
 		}
 	}
