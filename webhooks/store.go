@@ -249,8 +249,9 @@ func (s *Store) View(ctx context.Context, namespaces []string, f func(exposure.S
 // Baselines implements exposure.Snapshot.
 func (v *snapshot) Baselines() []*apiwardenv1alpha1.APIBaseline { return v.s.sorted }
 
-// PoliciesFor implements exposure.Snapshot. The slice is the store's own and
-// must not be modified; the store replaces slices rather than editing them.
+// PoliciesFor implements exposure.Snapshot. The slice is the store's own:
+// read it only within View's callback, which holds the store's read lock
+// (put appends to these slices in place), and never modify it.
 func (v *snapshot) PoliciesFor(t exposure.TargetKey) []*apiwardenv1alpha1.APIPolicy {
 	return v.s.byTarget[t]
 }

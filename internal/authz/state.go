@@ -8,7 +8,7 @@
 // (envoy.service.auth.v3.Authorization/Check, for Envoy Gateway and Istio)
 // and HTTP forward-auth (the request shape of Traefik's ForwardAuth and
 // ingress-nginx's auth-url). Both front ends share one decision function,
-// Decide, which does no I/O and allocates nothing.
+// Store.Check, which does no I/O and allocates nothing.
 //
 // What it knows comes from the manager's informers: APIPolicies and the hash
 // stores of APIKeySets. Every change builds a new immutable snapshot that is
@@ -32,7 +32,7 @@ import (
 	"github.com/apiwarden/apiwarden/internal/keystore"
 )
 
-// snapshot is what Decide reads. It is never modified once published.
+// snapshot is what Store.Check reads. It is never modified once published.
 type snapshot struct {
 	hasher   *keys.Hasher       // nil until the pepper is loaded
 	policies map[string]*policy // by "namespace/name"
