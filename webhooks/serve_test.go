@@ -132,6 +132,9 @@ func FuzzAdmissionReview(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","object":{"spec":{"rules":[{"host":"*"}]}}}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","object":null}}`))
 	f.Add([]byte(`null`))
+	// Updates: the old object is decoded too (the gateway-annotation check).
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","operation":"UPDATE","object":{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"annotations":{"traefik.ingress.kubernetes.io/router.middlewares":"a@kubernetescrd"}}},"oldObject":{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"annotations":null}}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","operation":"UPDATE","object":{"apiVersion":"networking.k8s.io/v1","kind":"Ingress"},"oldObject":"not an object"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := post(h, "application/json", body)
 		switch {
