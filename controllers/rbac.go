@@ -10,6 +10,9 @@ package controllers
 
 // APIPolicy controller: reads targets and CRDs, applies rendered objects.
 // +kubebuilder:rbac:groups=apiwarden.io,resources=apipolicies/finalizers,verbs=update
+// The compiled admission policies name their APIBaseline as owner with
+// blockOwnerDeletion, which OwnerReferencesPermissionEnforcement checks.
+// +kubebuilder:rbac:groups=apiwarden.io,resources=apibaselines/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;patch

@@ -85,6 +85,20 @@ func TestGeneratedClusterRole(t *testing.T) {
 	if errs := checkRules("config/rbac/role.yaml", roles[0].Rules); len(errs) > 0 {
 		t.Errorf("the generated ClusterRole grants too much (fix the +kubebuilder:rbac markers, then make manifests):%s", errorsText(errs))
 	}
+	// Owner references with blockOwnerDeletion need update on the owner's
+	// finalizers where OwnerReferencesPermissionEnforcement runs
+	// (OpenShift, hardened clusters): APIPolicies own the rendered
+	// objects, APIKeySets their Secrets, APIBaselines the compiled
+	// admission policies.
+	for _, owner := range []string{"apipolicies", "apikeysets", "apibaselines"} {
+		granted := false
+		for _, r := range roles[0].Rules {
+			granted = granted || (slices.Contains(r.APIGroups, "apiwarden.io") && slices.Contains(r.Resources, owner+"/finalizers") && slices.Contains(r.Verbs, "update"))
+		}
+		if !granted {
+			t.Errorf("the ClusterRole does not grant update on %s/finalizers, which owner references with blockOwnerDeletion need", owner)
+		}
+	}
 }
 
 // TestRBACCheckRejects is the negative control: each rule here must be
