@@ -526,3 +526,61 @@ func TestExemptionAdmitsUntilItExpires(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyGuardLetsMetadataThrough: an APIPolicy on a Gateway with more
+// routes than the guard checks (500) refuses changes it cannot check, but
+// not an update of its metadata alone (the controller's finalizers,
+// labels a GitOps tool sets), which protects nothing.
+func TestPolicyGuardLetsMetadataThrough(t *testing.T) {
+	ctx := context.Background()
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "big"}}); err != nil {
+		t.Fatal(err)
+	}
+	baseline(t, "big", apiwardenv1alpha1.EnforcementActionDeny, "big")
+	policy := mustYAML(t, &apiwardenv1alpha1.APIPolicy{}, `
+metadata: {name: edge, namespace: big}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: edge}]
+  authentication: {apiKey: {keySetRefs: [{name: keys}]}}
+  rateLimit: {limits: [{by: Global, requests: 100, unit: Second}]}
+`)
+	createAndWait(t, policy)
+	createAndWait(t, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "big", Name: "edge"}, Spec: gatewayv1.GatewaySpec{
+		GatewayClassName: "eg", Listeners: []gatewayv1.Listener{{Name: "https", Protocol: gatewayv1.HTTPSProtocolType, Port: 443,
+			TLS: &gatewayv1.ListenerTLSConfig{CertificateRefs: []gatewayv1.SecretObjectReference{{Name: "edge-cert"}}}}}}})
+	for i := range 501 {
+		route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "big", Name: fmt.Sprintf("r-%03d", i)},
+			Spec: gatewayv1.HTTPRouteSpec{CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "edge"}}}}}
+		if err := k8s.Create(ctx, route); err != nil {
+			t.Fatalf("route %d: %v", i, err)
+		}
+	}
+	// The guard reads the routes from the manager's cache: wait for them.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var list gatewayv1.HTTPRouteList
+		if err := cache.List(ctx, &list, client.InNamespace("big")); err == nil && len(list.Items) == 501 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cache did not observe the 501 routes")
+		}
+	}
+
+	var current apiwardenv1alpha1.APIPolicy
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(policy), &current); err != nil {
+		t.Fatal(err)
+	}
+	current.Spec.RateLimit.Limits[0].Requests = 50
+	denied(t, k8s.Update(ctx, current.DeepCopy()), "This update of APIPolicy big/edge cannot be checked: it protects more than 500 objects")
+
+	current.Labels = map[string]string{"argocd.argoproj.io/instance": "edge"}
+	current.Finalizers = append(current.Finalizers, "example.com/cleanup")
+	current.Spec.RateLimit.Limits[0].Requests = 100
+	if err := k8s.Update(ctx, &current); err != nil {
+		t.Fatalf("an update of the labels and finalizers alone was refused: %v", err)
+	}
+	current.Finalizers = nil
+	if err := k8s.Update(ctx, &current); err != nil {
+		t.Fatalf("removing the finalizer was refused: %v", err)
+	}
+}
