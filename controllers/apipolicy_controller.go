@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -75,7 +74,6 @@ type APIPolicyReconciler struct {
 
 	ctrl    controller.Controller
 	crds    crdSet       // optional CRDs seen installed, and the watches waiting on them
-	grants  sync.Map     // namespaces whose ReferenceGrant to the authz Service was applied
 	applied appliedCache // what was last applied to each object, to skip no-op applies
 }
 
@@ -177,7 +175,6 @@ func (r *APIPolicyReconciler) crdChanged(ctx context.Context, o client.Object) [
 	// A CRD that went (or came back) took its objects with it: forget
 	// what was applied, so every policy applies everything again.
 	r.applied.clear()
-	r.grants.Clear()
 	return r.allPolicies(ctx)
 }
 
@@ -563,7 +560,7 @@ func toUnstructured(o client.Object) (*unstructured.Unstructured, error) {
 	return u, nil
 }
 
-// ensureAuthzGrant applies, once per namespace and process, the
+// ensureAuthzGrant applies, per namespace, the
 // ReferenceGrant that lets SecurityPolicies of the policy's namespace send
 // ext_authz requests to the authz Service in apiwarden's namespace (Envoy
 // Gateway refuses a cross-namespace backendRef without one). Grants are not
@@ -586,18 +583,27 @@ func (r *APIPolicyReconciler) ensureAuthzGrant(ctx context.Context, p *apiwarden
 	if !needs {
 		return nil
 	}
-	if _, done := r.grants.Load(p.Namespace); done {
-		return nil
-	}
 	g := render.AuthzReferenceGrant(p.Namespace, r.Authz)
 	u, err := toUnstructured(g)
 	if err != nil {
 		return err
 	}
+	data, err := u.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	// Like a rendered object: skipped while unchanged, applied again after
+	// reapplyAfter, so a deleted grant comes back on the periodic
+	// reconcile.
+	key := "grant/" + g.Namespace + "/" + g.Name
+	if _, same := r.applied.seen(key, data); same {
+		return nil
+	}
 	if err := r.Client.Patch(ctx, u, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
+		r.applied.forget(key)
 		return fmt.Errorf("applying ReferenceGrant %s/%s: %w", g.Namespace, g.Name, err)
 	}
-	r.grants.Store(p.Namespace, true)
+	r.applied.remember(key, data)
 	return nil
 }
 

@@ -177,6 +177,16 @@ func TestAPIPolicyController(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: envNS, Name: "apiwarden-authz-from-" + ns}, &grant); err != nil {
 		t.Fatalf("ReferenceGrant for the authz Service: %v", err)
 	}
+	// Deleted by someone, it comes back: without it Envoy Gateway refuses
+	// the SecurityPolicies' ext_authz backend.
+	if err := k8s.Delete(ctx, &grant); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the authz ReferenceGrant to be applied again", func() bool {
+		var again gatewayv1.ReferenceGrant
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(&grant), &again)
+		return err == nil && again.UID != grant.UID
+	})
 	var p apiwardenv1alpha1.APIPolicy
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(orders), &p); err != nil {
 		t.Fatal(err)
