@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -89,10 +90,19 @@ func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiw
 			return nil, nil, err
 		}
 	}
+	// One Certificate that cannot be applied (a name taken by another
+	// object, say) does not stop the others: it is reported in status,
+	// and retried with backoff unless the refusal lasts.
+	applyFailed := map[string]string{} // namespace/name -> why
+	var retry []error
 	for _, c := range want {
-		if wanted[c.Namespace+"/"+c.Name] {
+		key := c.Namespace + "/" + c.Name
+		if wanted[key] {
 			if err := r.apply(ctx, p, c); err != nil {
-				return nil, nil, err
+				applyFailed[key] = err.Error()
+				if !errors.As(err, new(notControlledError)) {
+					retry = append(retry, err)
+				}
 			}
 		}
 	}
@@ -116,6 +126,10 @@ func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiw
 		if why := refused[w.Namespace+"/"+w.Name]; why != "" {
 			cs.Ready, cs.Reason = metav1.ConditionFalse, "NotGranted"
 			notes = append(notes, render.Note{Field: "spec.authentication.mtls.clients", Message: "consumer " + cs.Consumer + ": " + why})
+		}
+		if why := applyFailed[w.Namespace+"/"+w.Name]; why != "" {
+			cs.Ready, cs.Reason = metav1.ConditionFalse, "ApplyFailed"
+			notes = append(notes, render.Note{Field: "spec.authentication.mtls", Message: why})
 		}
 		if l := w.Annotations[certmanager.AnnotationListener]; l != "" {
 			cs.Usage, cs.Listener = apiwardenv1alpha1.CertificateUsageServer, l
@@ -150,7 +164,7 @@ func (r *APIPolicyReconciler) reconcileCertificates(ctx context.Context, p *apiw
 		}
 		c = cond(apiwardenv1alpha1.ConditionCertificatesReady, false, apiwardenv1alpha1.ReasonCertificatesNotReady, msg)
 	}
-	return out, &c, nil
+	return out, &c, errors.Join(retry...)
 }
 
 // certificateExpiry exports, at every scrape, the seconds until each client

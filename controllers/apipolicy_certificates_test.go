@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -239,3 +240,62 @@ func TestAPIPolicyClientCertificates(t *testing.T) {
 }
 
 func retryUpdate(f func() error) error { return retry.RetryOnConflict(retry.DefaultRetry, f) }
+
+// TestCertificateNameTaken: a consumer whose Certificate name is taken by an
+// object apiwarden did not create is reported (that certificate
+// ApplyFailed, CertificatesReady=False naming it), and the policy's other
+// certificates and rendered objects are applied all the same.
+func TestCertificateNameTaken(t *testing.T) {
+	ctx := context.Background()
+	installEnvoyGatewayCRDs(t)
+	newNamespace(t)
+	gw := &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken"}, Spec: gatewayv1.GatewaySpec{
+		GatewayClassName: "eg",
+		Listeners: []gatewayv1.Listener{{Name: "https", Protocol: gatewayv1.HTTPSProtocolType, Port: 443,
+			TLS: &gatewayv1.ListenerTLSConfig{CertificateRefs: []gatewayv1.SecretObjectReference{{Name: "taken-cert"}}}}},
+	}}
+	// Someone else's Certificate, under the name apiwarden would give acme's.
+	foreign := &cmv1.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken-mtls-acme-client"}, Spec: cmv1.CertificateSpec{
+		SecretName: "someone-elses", CommonName: "acme", IssuerRef: cmmeta.IssuerReference{Name: "other", Kind: "Issuer"}}}
+	for _, o := range []client.Object{gw, foreign} {
+		if err := k8s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken-mtls"}, Spec: apiwardenv1alpha1.APIPolicySpec{
+		TargetRefs: []apiwardenv1alpha1.PolicyTargetReference{gwRef("Gateway", "taken")},
+		TLS:        &apiwardenv1alpha1.TLSPolicy{MinVersion: apiwardenv1alpha1.TLSVersion13},
+		Authentication: &apiwardenv1alpha1.Authentication{MTLS: &apiwardenv1alpha1.MTLSAuthentication{
+			IssuerRef: apiwardenv1alpha1.IssuerReference{Name: "partners-ca", Kind: "ClusterIssuer"},
+			Clients:   &apiwardenv1alpha1.MTLSClients{Consumers: []string{"acme", "globex"}},
+		}},
+	}}
+	if err := k8s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	c := waitCond(t, "taken-mtls", apiwardenv1alpha1.ConditionCertificatesReady, metav1.ConditionFalse, apiwardenv1alpha1.ReasonCertificatesNotReady)
+	if !strings.Contains(c.Message, "Certificate "+ns+"/taken-mtls-acme-client exists and is not controlled by this APIPolicy") {
+		t.Errorf("CertificatesReady does not say which certificate could not be applied: %q", c.Message)
+	}
+	eventually(t, "globex's Certificate and the ClientTrafficPolicy", func() bool {
+		return exists(t, &cmv1.Certificate{}, "taken-mtls-globex-client") && exists(t, &egv1a1.ClientTrafficPolicy{}, "taken-mtls-gateway-taken")
+	})
+	var got apiwardenv1alpha1.APIPolicy
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
+		t.Fatal(err)
+	}
+	var acme *apiwardenv1alpha1.CertificateStatus
+	for i := range got.Status.Certificates {
+		if got.Status.Certificates[i].Consumer == "acme" {
+			acme = &got.Status.Certificates[i]
+		}
+	}
+	if acme == nil || acme.Ready != metav1.ConditionFalse || acme.Reason != "ApplyFailed" {
+		t.Errorf("acme's certificate status: %+v", acme)
+	}
+	// The foreign Certificate is left as it was.
+	var still cmv1.Certificate
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(foreign), &still); err != nil || still.Spec.SecretName != "someone-elses" || len(still.OwnerReferences) != 0 {
+		t.Errorf("the foreign Certificate was changed: %+v, %v", still.Spec, err)
+	}
+}

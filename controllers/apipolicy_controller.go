@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -339,15 +340,19 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, r.finalize(ctx, &p)
 	}
 	st := newStatusBuilder(&p, r.Renderer.Name())
+	// Certificates that cannot be had do not keep the policy's other
+	// protections off: status says why, the rest is rendered and applied,
+	// and an error worth retrying is returned at the end.
 	certs, certCond, certErr := r.reconcileCertificates(ctx, &p)
-	if certErr != nil {
-		return reconcile.Result{}, certErr
+	if certErr != nil && certCond == nil {
+		c := cond(apiwardenv1alpha1.ConditionCertificatesReady, false, apiwardenv1alpha1.ReasonReconcileError, certErr.Error())
+		certCond = &c
 	}
 	st.certificates(certs, certCond)
 	if missing := r.missingCRDs(); len(missing) > 0 {
 		st.notInstalled(missing)
 		st.keep(p.Status.Targets, func(apiwardenv1alpha1.RenderedObject) bool { return true })
-		return reconcile.Result{}, r.writeStatus(ctx, &p, st)
+		return reconcile.Result{}, errors.Join(r.writeStatus(ctx, &p, st), certErr)
 	}
 	plans, err := render.Plan(&p, cacheLookup{ctx: ctx, r: r}, r.Renderer, r.Authz)
 	if err != nil {
@@ -418,6 +423,10 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	if pruneErr != nil {
 		return reconcile.Result{}, pruneErr
+	}
+	if certErr != nil {
+		log.Error(certErr, "Applying client certificates")
+		return reconcile.Result{}, certErr
 	}
 	if pending != "" {
 		return reconcile.Result{RequeueAfter: paramsPoll}, nil
@@ -541,8 +550,14 @@ func (r *APIPolicyReconciler) checkOwner(ctx context.Context, p *apiwardenv1alph
 	} else if c := metav1.GetControllerOf(live); c != nil && c.UID == p.UID {
 		return nil
 	}
-	return fmt.Errorf("%s %s/%s exists and is not controlled by this APIPolicy; apiwarden does not take it over: rename or delete it", u.GetKind(), u.GetNamespace(), u.GetName())
+	return notControlledError(fmt.Sprintf("%s %s/%s exists and is not controlled by this APIPolicy; apiwarden does not take it over: rename or delete it", u.GetKind(), u.GetNamespace(), u.GetName()))
 }
+
+// notControlledError is checkOwner's refusal: it lasts until someone
+// renames or deletes the object, so retrying soon does not help.
+type notControlledError string
+
+func (e notControlledError) Error() string { return string(e) }
 
 // toUnstructured drops what the Go types add but apiwarden does not set
 // (creationTimestamp, status), so an apply never claims those fields.
