@@ -382,17 +382,9 @@ func (r *AdmissionParamsReconciler) allNamespaces(ctx context.Context, _ client.
 	return requestsForAll(ctx, r.Client, &corev1.NamespaceList{})
 }
 
-// policyChanged enqueues the policy's namespace; a policy on a Gateway
-// protects routes of any namespace, so it enqueues every namespace.
+// policyChanged enqueues the namespaces the policy can cover.
 func (r *AdmissionParamsReconciler) policyChanged(ctx context.Context, o client.Object) []reconcile.Request {
-	if p, ok := o.(*apiwardenv1alpha1.APIPolicy); ok {
-		for _, ref := range p.Spec.TargetRefs {
-			if ref.Kind == "Gateway" {
-				return r.allNamespaces(ctx, o)
-			}
-		}
-	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: o.GetNamespace()}}}
+	return policyNamespaces(ctx, r.Client, o)
 }
 
 // Reconcile writes, or removes, one namespace's params.

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -255,4 +256,62 @@ func metricValue(t *testing.T, name string, labels map[string]string) float64 {
 		}
 	}
 	return -1
+}
+
+// TestPolicyReportSharedGateway: a route attached to a Gateway of another
+// namespace is covered by the APIPolicy on that Gateway; its namespace's
+// PolicyReport says so, and follows when that policy goes.
+func TestPolicyReportSharedGateway(t *testing.T) {
+	ctx := context.Background()
+	runs++
+	app, infra := fmt.Sprintf("app-%d", runs), fmt.Sprintf("infra-%d", runs)
+	for _, n := range []string{app, infra} {
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{"shared-gw-test": app}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gw := &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: infra, Name: "shared"}, Spec: gatewayv1.GatewaySpec{
+		GatewayClassName: "eg", Listeners: []gatewayv1.Listener{{Name: "https", Protocol: gatewayv1.HTTPSProtocolType, Port: 443,
+			TLS:           &gatewayv1.ListenerTLSConfig{CertificateRefs: []gatewayv1.SecretObjectReference{{Name: "shared-cert"}}},
+			AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: ptr.To(gatewayv1.NamespacesFromAll)}}}}}}
+	route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: app, Name: "orders"}, Spec: gatewayv1.HTTPRouteSpec{
+		CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "shared", Namespace: ptr.To(gatewayv1.Namespace(infra))}}}}}
+	policy := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: infra, Name: "edge"}, Spec: apiwardenv1alpha1.APIPolicySpec{
+		TargetRefs:     []apiwardenv1alpha1.PolicyTargetReference{gwRef("Gateway", "shared")},
+		Authentication: &apiwardenv1alpha1.Authentication{APIKey: &apiwardenv1alpha1.APIKeyAuthentication{KeySetRefs: []apiwardenv1alpha1.LocalObjectReference{{Name: "keys"}}}},
+	}}
+	b := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: app}, Spec: apiwardenv1alpha1.APIBaselineSpec{
+		EnforcementAction: apiwardenv1alpha1.EnforcementActionAudit,
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": app}},
+		Require:           &apiwardenv1alpha1.BaselineRequirements{Authentication: &apiwardenv1alpha1.AuthenticationRequirement{}},
+	}}
+	for _, o := range []client.Object{gw, route, policy, b} {
+		if err := k8s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	result := func(want string) func() bool {
+		return func() bool {
+			u := &unstructured.Unstructured{}
+			u.SetGroupVersionKind(policyreport.GVK)
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: app, Name: policyreport.Name}, u); err != nil {
+				return false
+			}
+			rep, err := policyreport.FromUnstructured(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rep.Results {
+				if r.Resources[0].Kind == "HTTPRoute" && r.Resources[0].Name == "orders" && r.Rule == "Authentication" {
+					return r.Result == want
+				}
+			}
+			return false
+		}
+	}
+	eventually(t, "the route reported as authenticated through the shared Gateway's policy", result("pass"))
+	if err := k8s.Delete(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the route reported as unauthenticated once that policy is gone", result("fail"))
 }

@@ -97,7 +97,10 @@ func (r *PolicyReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&corev1.Namespace{}, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Watches(&networkingv1.Ingress{}, byNamespace).
 		Watches(&corev1.Service{}, byNamespace).
-		Watches(&apiwardenv1alpha1.APIPolicy{}, byNamespace, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// A policy on a Gateway covers routes of other namespaces too.
+		Watches(&apiwardenv1alpha1.APIPolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return policyNamespaces(ctx, r.Client, o)
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&apiwardenv1alpha1.APIBaseline{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.crdChanged), builder.OnlyMetadata).
 		Named("policyreport").

@@ -2,6 +2,9 @@ package coverage
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,8 +25,9 @@ type ScanOptions struct {
 	// GatewayAPI says whether the Gateway API CRDs are installed, so that
 	// Gateways and routes are read too.
 	GatewayAPI bool
-	// Namespace, when set, limits the scan to the objects of one namespace
-	// (APIPolicies only ever cover objects of their own namespace).
+	// Namespace, when set, limits the scan to the objects of one namespace,
+	// with the APIPolicies of that namespace and of the namespaces of the
+	// Gateways its routes attach to.
 	Namespace string
 }
 
@@ -52,6 +56,36 @@ func Scan(ctx context.Context, r client.Reader, now time.Time, o ScanOptions) ([
 	if err := r.List(ctx, &policies, in...); err != nil {
 		return nil, nil, err
 	}
+	var objs []client.Object
+	var ingresses networkingv1.IngressList
+	var services corev1.ServiceList
+	lists := []client.ObjectList{&ingresses, &services}
+	if o.GatewayAPI {
+		lists = append(lists, &gatewayv1.GatewayList{}, &gatewayv1.HTTPRouteList{}, &gatewayv1.GRPCRouteList{})
+	}
+	for _, l := range lists {
+		if err := r.List(ctx, l, in...); err != nil {
+			return nil, nil, err
+		}
+		items, err := meta.ExtractList(l)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, it := range items {
+			objs = append(objs, it.(client.Object))
+		}
+	}
+	if o.Namespace != "" {
+		// A route may attach to a Gateway of another namespace, and the
+		// policies on that Gateway cover it too: read theirs as well.
+		for _, ns := range parentNamespaces(objs, o.Namespace) {
+			var more apiwardenv1alpha1.APIPolicyList
+			if err := r.List(ctx, &more, client.InNamespace(ns)); err != nil {
+				return nil, nil, fmt.Errorf("reading the APIPolicies of namespace %s, to whose Gateways routes of %s attach: %w", ns, o.Namespace, err)
+			}
+			policies.Items = append(policies.Items, more.Items...)
+		}
+	}
 	bs := make([]*apiwardenv1alpha1.APIBaseline, len(baselines.Items))
 	for i := range baselines.Items {
 		bs[i] = &baselines.Items[i]
@@ -67,25 +101,6 @@ func Scan(ctx context.Context, r client.Reader, now time.Time, o ScanOptions) ([
 	snap := exposure.NewMemorySnapshot(bs, ps, nsLabels)
 	opts := exposure.Options{OwnNamespace: o.OwnNamespace}
 
-	var ingresses networkingv1.IngressList
-	var services corev1.ServiceList
-	lists := []client.ObjectList{&ingresses, &services}
-	if o.GatewayAPI {
-		lists = append(lists, &gatewayv1.GatewayList{}, &gatewayv1.HTTPRouteList{}, &gatewayv1.GRPCRouteList{})
-	}
-	var objs []client.Object
-	for _, l := range lists {
-		if err := r.List(ctx, l, in...); err != nil {
-			return nil, nil, err
-		}
-		items, err := meta.ExtractList(l)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, it := range items {
-			objs = append(objs, it.(client.Object))
-		}
-	}
 	out := make([]Object, 0, len(objs))
 	evaluated := objs[:0]
 	for _, obj := range objs {
@@ -98,4 +113,27 @@ func Scan(ctx context.Context, r client.Reader, now time.Time, o ScanOptions) ([
 		evaluated = append(evaluated, obj)
 	}
 	return out, evaluated, nil
+}
+
+// parentNamespaces returns, sorted, the namespaces other than ns of the
+// Gateways that the routes among objs attach to.
+func parentNamespaces(objs []client.Object, ns string) []string {
+	seen := map[string]bool{}
+	for _, o := range objs {
+		var refs []gatewayv1.ParentReference
+		switch r := o.(type) {
+		case *gatewayv1.HTTPRoute:
+			refs = r.Spec.ParentRefs
+		case *gatewayv1.GRPCRoute:
+			refs = r.Spec.ParentRefs
+		default:
+			continue
+		}
+		for _, k := range exposure.RouteParentGateways(o.GetNamespace(), refs) {
+			if k.Namespace != ns {
+				seen[k.Namespace] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
