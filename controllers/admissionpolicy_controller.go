@@ -433,10 +433,17 @@ func (r *AdmissionParamsReconciler) Reconcile(ctx context.Context, req reconcile
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	data[exposure.GuardKey] = exposure.Guard(snap, ps, objs, ns, r.Now(), exposure.Options{OwnNamespace: r.Namespace})
+	now := r.Now()
+	data[exposure.GuardKey] = exposure.Guard(snap, ps, objs, ns, now, exposure.Options{OwnNamespace: r.Namespace})
+	// The guard depends on the time through exemptions: come back when the
+	// next one expires, even if nothing else changes by then.
+	var result reconcile.Result
+	if next := nextExemptionExpiry(cel, now); !next.IsZero() {
+		result.RequeueAfter = next.Sub(now) + time.Second
+	}
 	// Semantic equality: a nil and an empty map are the same params.
 	if exists && cur.Labels[managedByLabel] == "apiwarden" && equality.Semantic.DeepEqual(cur.Data, data) {
-		return reconcile.Result{}, nil
+		return result, nil
 	}
 	cm := &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
@@ -446,5 +453,19 @@ func (r *AdmissionParamsReconciler) Reconcile(ctx context.Context, req reconcile
 	if err := r.Client.Patch(ctx, cm, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
 		return reconcile.Result{}, fmt.Errorf("applying admission params %s/%s: %w", ns, exposure.ParamsName, err)
 	}
-	return reconcile.Result{}, nil
+	return result, nil
+}
+
+// nextExemptionExpiry returns the earliest expiry after now of the
+// baselines' exemptions, or the zero time.
+func nextExemptionExpiry(bs []*apiwardenv1alpha1.APIBaseline, now time.Time) time.Time {
+	var next time.Time
+	for _, b := range bs {
+		for _, e := range b.Spec.Exemptions {
+			if t := e.Expires.Time; t.After(now) && (next.IsZero() || t.Before(next)) {
+				next = t
+			}
+		}
+	}
+	return next
 }

@@ -400,3 +400,45 @@ func updateBaseline(t *testing.T, b *apiwardenv1alpha1.APIBaseline, change func(
 		t.Fatal(err)
 	}
 }
+
+// TestGuardFollowsExemptionExpiry: while an exemption waives a route's
+// authentication, its APIPolicy is not its only protection and the CEL
+// guard does not hold it; when the exemption expires the guard does, with
+// nothing else changing (the params controller comes back at the expiry).
+func TestGuardFollowsExemptionExpiry(t *testing.T) {
+	ctx := context.Background()
+	ns, b := celNamespace(t, "expiry")
+	expires := metav1.NewTime(time.Now().Add(4 * time.Second).Truncate(time.Second))
+	updateBaseline(t, b, func(s *apiwardenv1alpha1.APIBaselineSpec) {
+		s.Require = &apiwardenv1alpha1.BaselineRequirements{Authentication: &apiwardenv1alpha1.AuthenticationRequirement{}}
+		s.Exemptions = []apiwardenv1alpha1.Exemption{{Name: "api-auth", Target: apiwardenv1alpha1.ExemptionTarget{Namespace: ns, Kind: "HTTPRoute", Name: "api"},
+			Controls: []apiwardenv1alpha1.Control{apiwardenv1alpha1.ControlAuthentication}, Reason: "OPS-7: keys arrive this sprint", Expires: expires}}
+	})
+	p := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}, Spec: apiwardenv1alpha1.APIPolicySpec{
+		TargetRefs:     []apiwardenv1alpha1.PolicyTargetReference{{Group: gatewayv1.GroupName, Kind: "HTTPRoute", Name: "api"}},
+		Authentication: &apiwardenv1alpha1.Authentication{APIKey: &apiwardenv1alpha1.APIKeyAuthentication{KeySetRefs: []apiwardenv1alpha1.LocalObjectReference{{Name: "keys"}}}},
+	}}
+	if err := k8s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	guard := func() string {
+		var cm corev1.ConfigMap
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: exposure.ParamsName}, &cm); err != nil {
+			return ""
+		}
+		return cm.Data[exposure.GuardKey]
+	}
+	holds := func() bool { return strings.Contains(guard(), exposure.RecordSeparator+"api"+exposure.ParamsSeparator) }
+	var params corev1.ConfigMap
+	eventually(t, "the policy in the params", func() bool {
+		err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: exposure.ParamsName}, &params)
+		return err == nil && exposure.ParamsGeneration(params.Data, "api") == "1"
+	})
+	if time.Now().Before(expires.Time) && holds() {
+		t.Fatalf("the guard holds the policy while the exemption waives the route's authentication: %q", guard())
+	}
+	eventually(t, "the guard to hold the policy once the exemption expired", holds)
+	if time.Now().Before(expires.Time) {
+		t.Errorf("the guard held the policy before the exemption expired")
+	}
+}
