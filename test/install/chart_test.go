@@ -294,6 +294,7 @@ func TestChartSchemaRejects(t *testing.T) {
 		{[]string{"roles.controllers=false", "roles.webhook=false", "roles.authz=false"}, "at least one of"},
 		{[]string{"replicas=1"}, "no node could ever be drained"},
 		{[]string{"authz.separateDeployment=true", "authz.replicas=1"}, "authz Deployment's replicas"},
+		{[]string{"leaderElection=false"}, "would run the controllers in every replica at once"},
 	} {
 		if _, err := helmTemplate("x", "x", tc.set); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: want an error containing %q, got %v", tc.set, tc.want, err)
@@ -301,6 +302,9 @@ func TestChartSchemaRejects(t *testing.T) {
 	}
 	if _, err := helmTemplate("x", "x", []string{"replicas=1", "podDisruptionBudget.enabled=false"}); err != nil {
 		t.Errorf("one replica without a PodDisruptionBudget is refused: %v", err)
+	}
+	if _, err := helmTemplate("x", "x", []string{"replicas=1", "podDisruptionBudget.enabled=false", "leaderElection=false"}); err != nil {
+		t.Errorf("one replica without leader election is refused: %v", err)
 	}
 }
 
