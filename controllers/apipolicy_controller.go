@@ -390,17 +390,17 @@ func (r *APIPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			applied[ro] = true
 		}
 	}
-	pruned, pruneErr := r.prune(ctx, &p, applied, applyErr == nil)
+	pruned, gone, pruneErr := r.prune(ctx, &p, applied, applyErr == nil)
 	st.plans(plans, applied)
 	pending, err := r.admissionParamsPending(ctx, &p)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
 	st.paramsPending = pending
-	// What the status listed and is neither applied now nor pruned stays
-	// listed, so a later reconcile still prunes it.
+	// What the status listed and is neither applied now, pruned, nor gone
+	// stays listed, so a later reconcile still prunes it.
 	st.keep(p.Status.Targets, func(ro apiwardenv1alpha1.RenderedObject) bool {
-		return !applied[ro] && !slices.Contains(pruned, ro)
+		return !applied[ro] && !slices.Contains(pruned, ro) && !slices.Contains(gone, ro)
 	})
 	if err := r.writeStatus(ctx, &p, st); err != nil {
 		if apierrors.IsConflict(err) {
@@ -627,46 +627,52 @@ func (r *APIPolicyReconciler) ensureAuthzGrant(ctx context.Context, p *apiwarden
 // still owned by this policy, so an object a user took over is left alone.
 // When an apply failed, nothing is pruned (the status keeps listing what
 // exists).
-func (r *APIPolicyReconciler) prune(ctx context.Context, p *apiwardenv1alpha1.APIPolicy, applied map[apiwardenv1alpha1.RenderedObject]bool, ok bool) ([]apiwardenv1alpha1.RenderedObject, error) {
+//
+// It returns what it deleted (or un-annotated), and what needs no pruning
+// because it is already gone or no longer this policy's: both leave the
+// status list.
+func (r *APIPolicyReconciler) prune(ctx context.Context, p *apiwardenv1alpha1.APIPolicy, applied map[apiwardenv1alpha1.RenderedObject]bool, ok bool) (out, gone []apiwardenv1alpha1.RenderedObject, err error) {
 	if !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
-	var out []apiwardenv1alpha1.RenderedObject
 	for _, t := range p.Status.Targets {
 		for _, ro := range t.Rendered {
-			if applied[ro] || slices.Contains(out, ro) {
+			if applied[ro] || slices.Contains(out, ro) || slices.Contains(gone, ro) {
 				continue
 			}
 			if isAnnotatedTarget(ro) {
 				if err := r.unannotateTarget(ctx, p, ro); err != nil {
-					return out, fmt.Errorf("removing apiwarden's annotations from %s %s: %w", ro.Kind, ro.Name, err)
+					return out, gone, fmt.Errorf("removing apiwarden's annotations from %s %s: %w", ro.Kind, ro.Name, err)
 				}
 				out = append(out, ro)
 				continue
 			}
 			gv, err := schema.ParseGroupVersion(ro.APIVersion)
 			if err != nil {
+				gone = append(gone, ro)
 				continue
 			}
 			live := &metav1.PartialObjectMetadata{}
 			live.SetGroupVersionKind(gv.WithKind(ro.Kind))
 			if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: ro.Name}, live); err != nil {
 				if apierrors.IsNotFound(err) {
+					gone = append(gone, ro)
 					continue
 				}
-				return out, fmt.Errorf("reading %s %s before pruning it: %w", ro.Kind, ro.Name, err)
+				return out, gone, fmt.Errorf("reading %s %s before pruning it: %w", ro.Kind, ro.Name, err)
 			}
 			if !ownedBy(live, p) {
+				gone = append(gone, ro)
 				continue
 			}
 			r.applied.forget(ro.APIVersion + "/" + ro.Kind + "/" + p.Namespace + "/" + ro.Name)
 			if err := r.Client.Delete(ctx, live, client.Preconditions{UID: ptr.To(live.UID)}); client.IgnoreNotFound(err) != nil {
-				return out, fmt.Errorf("pruning %s %s: %w", ro.Kind, ro.Name, err)
+				return out, gone, fmt.Errorf("pruning %s %s: %w", ro.Kind, ro.Name, err)
 			}
 			out = append(out, ro)
 		}
 	}
-	return out, nil
+	return out, gone, nil
 }
 
 func ownedBy(o metav1.Object, p *apiwardenv1alpha1.APIPolicy) bool {

@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -359,4 +360,51 @@ func TestRenderedObjectsAccepted(t *testing.T) {
 		t.Fatalf("only %d objects checked", n)
 	}
 	t.Logf("%d rendered objects accepted by the apiserver", n)
+}
+
+// TestStatusDropsVanishedObjects: a rendered object the status lists that
+// is already gone (deleted by someone, or a prune whose status write was
+// lost) leaves the list on the next reconcile instead of staying forever.
+func TestStatusDropsVanishedObjects(t *testing.T) {
+	ctx := context.Background()
+	installEnvoyGatewayCRDs(t)
+	newNamespace(t)
+	route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders"}, Spec: gatewayv1.HTTPRouteSpec{
+		CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "edge"}}}}}
+	p := &apiwardenv1alpha1.APIPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders-api"}, Spec: apiwardenv1alpha1.APIPolicySpec{
+		TargetRefs: []apiwardenv1alpha1.PolicyTargetReference{gwRef("HTTPRoute", "orders")},
+		RateLimit:  &apiwardenv1alpha1.RateLimit{Limits: []apiwardenv1alpha1.RateLimitRule{{By: apiwardenv1alpha1.RateLimitKeyClientIP, Requests: 10, Unit: apiwardenv1alpha1.RateLimitUnitSecond}}},
+	}}
+	for _, o := range []client.Object{route, p} {
+		if err := k8s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCond(t, "orders-api", apiwardenv1alpha1.ConditionEnforced, metav1.ConditionTrue, apiwardenv1alpha1.ReasonEnforced)
+	vanished := apiwardenv1alpha1.RenderedObject{APIVersion: "gateway.envoyproxy.io/v1alpha1", Kind: "SecurityPolicy", Name: "orders-api-vanished"}
+	var cur apiwardenv1alpha1.APIPolicy
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(p), &cur); err != nil {
+		t.Fatal(err)
+	}
+	cur.Status.Targets[0].Rendered = append(cur.Status.Targets[0].Rendered, vanished)
+	if err := k8s.Status().Update(ctx, &cur); err != nil {
+		t.Fatal(err)
+	}
+	// A spec change makes the controller reconcile the policy.
+	cur.Spec.RateLimit.Limits[0].Requests = 20
+	if err := k8s.Update(ctx, &cur); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the vanished object to leave the status", func() bool {
+		var got apiwardenv1alpha1.APIPolicy
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil || got.Status.ObservedGeneration != got.Generation {
+			return false
+		}
+		for _, tgt := range got.Status.Targets {
+			if slices.Contains(tgt.Rendered, vanished) {
+				return false
+			}
+		}
+		return true
+	})
 }
