@@ -111,6 +111,11 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	unevaluated := false
 	for _, o := range append(objs, extra...) {
 		if o.Obj == nil {
+			if manifest.UnknownAPIWarden(o.GVK) {
+				fmt.Fprintf(stderr, "apiwarden check: %s:%d: %s %s is not a kind or version this apiwarden reads (%s APIBaseline, APIPolicy, APIKeySet); the verdicts would be wrong without it\n",
+					o.File, o.Line, o.GVK.GroupVersion().String(), o.GVK.Kind, apiwardenv1alpha1.GroupVersion.String())
+				return exitBadInput
+			}
 			if manifest.Unevaluated(o.GVK) {
 				fmt.Fprintf(stderr, "apiwarden check: %s:%d: %s is not evaluated: apiwarden reads %s; convert it, or the cluster's webhook will judge it\n",
 					o.File, o.Line, o.GVK.GroupVersion().String()+" "+o.GVK.Kind, "Ingress networking.k8s.io/v1 and Gateway API v1")

@@ -68,7 +68,7 @@ func TestCheckExitCodes(t *testing.T) {
 	wantCodes := map[string]int{
 		"clean": 0, "violations": 1, "parse-error": 2, "sarif": 1, "json": 1, "stdin": 1,
 		"warn-baseline": 0, "exemption-expired": 1, "exemption-active": 0,
-		"older-versions": 1, "stdin-twice": 2,
+		"older-versions": 1, "stdin-twice": 2, "unknown-apiwarden-version": 2,
 	}
 	for name, want := range wantCodes {
 		data, err := os.ReadFile(filepath.Join("testdata/check", name, "want.golden"))

@@ -69,6 +69,11 @@ func runRender(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var policies []*apiwardenv1alpha1.APIPolicy
 	for _, d := range docs {
 		if d.Obj == nil {
+			if manifest.UnknownAPIWarden(d.GVK) {
+				fmt.Fprintf(stderr, "apiwarden render: %s:%d: %s %s is not a kind or version this apiwarden reads (%s APIBaseline, APIPolicy, APIKeySet)\n",
+					d.File, d.Line, d.GVK.GroupVersion().String(), d.GVK.Kind, apiwardenv1alpha1.GroupVersion.String())
+				return exitBadInput
+			}
 			continue
 		}
 		objs = append(objs, d.Obj)

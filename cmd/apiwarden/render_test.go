@@ -22,6 +22,7 @@ func TestRender(t *testing.T) {
 		{[]string{"-f", "-"}, exitBadInput, "no APIPolicy"},
 		{[]string{"-f", "testdata/check/parse-error"}, exitBadInput, "not valid YAML"},
 		{[]string{}, exitBadInput, "give manifests with -f"},
+		{[]string{"-f", "testdata/check/unknown-apiwarden-version"}, exitBadInput, "apiwarden.io/v1beta1 APIPolicy is not a kind or version this apiwarden reads"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(append([]string{"render"}, tc.args...), strings.NewReader(""), &out, &errb)

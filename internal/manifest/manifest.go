@@ -100,6 +100,14 @@ func Unevaluated(gvk schema.GroupVersionKind) bool {
 	return false
 }
 
+// UnknownAPIWarden reports whether gvk is an apiwarden.io kind, or
+// version, that this build does not read. Such an object (a policy, a
+// baseline) changes the verdicts, so callers refuse the input rather than
+// skip it.
+func UnknownAPIWarden(gvk schema.GroupVersionKind) bool {
+	return gvk.Group == apiwardenv1alpha1.GroupVersion.Group && !understood[gvk]
+}
+
 // understood lists the kinds decoded into typed objects.
 var understood = map[schema.GroupVersionKind]bool{
 	corev1.SchemeGroupVersion.WithKind("Service"):          true,
