@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -392,11 +393,15 @@ func TestParamsGuard(t *testing.T) {
 func updateBaseline(t *testing.T, b *apiwardenv1alpha1.APIBaseline, change func(*apiwardenv1alpha1.APIBaselineSpec)) {
 	t.Helper()
 	ctx := context.Background()
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
-		t.Fatal(err)
-	}
-	change(&b.Spec)
-	if err := k8s.Update(ctx, b); err != nil {
+	// The controllers write the baseline's status meanwhile: read afresh
+	// and try again on a conflict.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
+			return err
+		}
+		change(&b.Spec)
+		return k8s.Update(ctx, b)
+	}); err != nil {
 		t.Fatal(err)
 	}
 }

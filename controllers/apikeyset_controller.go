@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -90,7 +91,9 @@ func (r *APIKeySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Reader = mgr.GetAPIReader()
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&apiwardenv1alpha1.APIKeySet{}).
+		// Spec and annotation (rotate, revoke) changes; not status: the
+		// authz service writes key usage there every minute or so.
+		For(&apiwardenv1alpha1.APIKeySet{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		// Secrets delivered into other namespaces have no owner reference.
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(deliveredSecretOwner), builder.OnlyMetadata).
@@ -874,10 +877,17 @@ func (r *APIKeySetReconciler) upsert(ctx context.Context, s *corev1.Secret, muta
 
 // write applies mutate to s, then updates it when it exists, else creates it.
 func (r *APIKeySetReconciler) write(ctx context.Context, s *corev1.Secret, exists bool, mutate func() error) error {
+	var before *corev1.Secret
+	if exists {
+		before = s.DeepCopy()
+	}
 	if err := mutate(); err != nil {
 		return err
 	}
 	if exists {
+		if equality.Semantic.DeepEqual(before, s) {
+			return nil // nothing to write
+		}
 		return r.Update(ctx, s)
 	}
 	return r.Create(ctx, s)
