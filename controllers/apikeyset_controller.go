@@ -17,18 +17,20 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -69,6 +71,9 @@ type APIKeySetReconciler struct {
 	Registerer prometheus.Registerer
 
 	lifecycle *prometheus.CounterVec
+	ctrl      controller.Controller
+	cache     cache.Cache
+	crds      crdSet // the ReferenceGrant CRD, which may come after the manager
 }
 
 // SetupWithManager registers the reconciler.
@@ -97,17 +102,37 @@ func (r *APIKeySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		// Secrets delivered into other namespaces have no owner reference.
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(deliveredSecretOwner), builder.OnlyMetadata).
+		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.crdChanged), builder.OnlyMetadata).
 		Named("apikeyset")
-	_, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: gatewayv1.GroupName, Kind: "ReferenceGrant"}, gatewayv1.GroupVersion.Version)
-	switch {
-	case err == nil:
-		b = b.Watches(&gatewayv1.ReferenceGrant{}, handler.EnqueueRequestsFromMapFunc(r.grantedKeySets))
-	case meta.IsNoMatchError(err):
-		mgr.GetLogger().Info("The Gateway API ReferenceGrant CRD is not installed: APIKeySets cannot deliver keys into other namespaces until it is, and apiwarden restarts")
-	default:
-		return fmt.Errorf("discovering ReferenceGrant: %w", err)
+	c, err := b.Build(r)
+	if err != nil {
+		return err
 	}
-	return b.Complete(r)
+	r.ctrl, r.cache = c, mgr.GetCache()
+	// Deliveries into other namespaces need ReferenceGrants: watch them
+	// once their CRD exists, at start or when installed later (no
+	// restart).
+	r.crds.gate("ReferenceGrants of key deliveries", []string{crdName(gatewayv1.SchemeGroupVersion.WithKind("ReferenceGrant"))}, func() error {
+		return r.ctrl.Watch(source.Kind(r.cache, client.Object(&gatewayv1.ReferenceGrant{}), handler.EnqueueRequestsFromMapFunc(r.grantedKeySets)))
+	})
+	return nil
+}
+
+// crdChanged starts the ReferenceGrant watch once its CRD exists, and then
+// reconciles every APIKeySet, so deliveries waiting on grants go ahead.
+func (r *APIKeySetReconciler) crdChanged(ctx context.Context, o client.Object) []reconcile.Request {
+	if !r.crds.relevant(o.GetName()) || !r.crds.observe(ctx, r.cache, o) {
+		return nil
+	}
+	var list apiwardenv1alpha1.APIKeySetList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, len(list.Items))
+	for i := range list.Items {
+		out[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
+	}
+	return out
 }
 
 // deliveredSecretOwner maps a delivery Secret in another namespace to its
