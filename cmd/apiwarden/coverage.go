@@ -90,9 +90,12 @@ func runCoverage(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	now := time.Now()
-	objs, _, err := coverage.Scan(ctx, c, now, coverage.ScanOptions{OwnNamespace: *own, GatewayAPI: true})
+	// With -n, only that namespace is listed (and the policies of the
+	// Gateways its routes attach to), so namespaced read access is enough
+	// for everything but the baselines and the namespace itself.
+	objs, _, err := coverage.Scan(ctx, c, now, coverage.ScanOptions{OwnNamespace: *own, GatewayAPI: true, Namespace: *namespace})
 	if meta.IsNoMatchError(err) {
-		objs, _, err = coverage.Scan(ctx, c, now, coverage.ScanOptions{OwnNamespace: *own})
+		objs, _, err = coverage.Scan(ctx, c, now, coverage.ScanOptions{OwnNamespace: *own, Namespace: *namespace})
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "apiwarden coverage: reading the cluster: %v\n", err)

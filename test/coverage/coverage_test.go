@@ -85,6 +85,21 @@ func TestCoverageCLI(t *testing.T) {
 			t.Errorf("apiwarden coverage -o %s differs from %s:\n%s", tc.name, path, out.String())
 		}
 	}
+	// -n: that namespace's block, the same as in the full report.
+	full, err := os.ReadFile(filepath.Join("testdata", "table.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var one, oneErr bytes.Buffer
+	nsCmd := exec.Command(bin, "coverage", "--kubeconfig", kubeconfig, "-n", "shop")
+	nsCmd.Stdout, nsCmd.Stderr = &one, &oneErr
+	if err := nsCmd.Run(); err != nil {
+		t.Fatalf("apiwarden coverage -n shop: %v\n%s", err, oneErr.String())
+	}
+	if !bytes.Contains(one.Bytes(), []byte("Namespace shop:")) || bytes.Contains(one.Bytes(), []byte("Namespace payments")) ||
+		!bytes.Contains(full, bytes.TrimSpace(one.Bytes())) {
+		t.Errorf("apiwarden coverage -n shop is not shop's block of the full report:\n%s", one.String())
+	}
 	// Bad kubeconfig: a clear error, exit 2.
 	cmd := exec.Command(bin, "coverage", "--kubeconfig", filepath.Join(dir, "missing"))
 	var errb bytes.Buffer
