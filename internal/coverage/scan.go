@@ -116,20 +116,11 @@ func Scan(ctx context.Context, r client.Reader, now time.Time, o ScanOptions) ([
 }
 
 // parentNamespaces returns, sorted, the namespaces other than ns of the
-// Gateways that the routes among objs attach to.
+// targets whose policies protect objs: the Gateways routes attach to.
 func parentNamespaces(objs []client.Object, ns string) []string {
 	seen := map[string]bool{}
 	for _, o := range objs {
-		var refs []gatewayv1.ParentReference
-		switch r := o.(type) {
-		case *gatewayv1.HTTPRoute:
-			refs = r.Spec.ParentRefs
-		case *gatewayv1.GRPCRoute:
-			refs = r.Spec.ParentRefs
-		default:
-			continue
-		}
-		for _, k := range exposure.RouteParentGateways(o.GetNamespace(), refs) {
+		for _, k := range exposure.LevelKeys(o.(runtime.Object)) {
 			if k.Namespace != ns {
 				seen[k.Namespace] = true
 			}

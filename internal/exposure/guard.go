@@ -39,9 +39,9 @@ func LostProtection(ref string, lost []Violation, action apiwardenv1alpha1.Enfor
 	return fmt.Sprintf("%s (%s, required by APIBaseline %s)", ref, strings.Join(what, ", "), strings.Join(slices.Sorted(maps.Keys(baselines)), ", "))
 }
 
-// levelKeys returns the targets whose policies protect obj: its own, and
+// LevelKeys returns the targets whose policies protect obj: its own, and
 // its backend Services (an Ingress) or parent Gateways (a route).
-func levelKeys(obj runtime.Object) []TargetKey {
+func LevelKeys(obj runtime.Object) []TargetKey {
 	switch o := obj.(type) {
 	case *networkingv1.Ingress:
 		keys := []TargetKey{{Group: GroupNetworking, Kind: "Ingress", Namespace: o.Namespace, Name: o.Name}}
@@ -107,7 +107,7 @@ func Guard(snap Snapshot, policies []*apiwardenv1alpha1.APIPolicy, objs []client
 				continue
 			}
 			protected := false
-			for _, k := range levelKeys(obj) {
+			for _, k := range LevelKeys(obj) {
 				protected = protected || slices.Contains(targets, k)
 			}
 			if !protected {
