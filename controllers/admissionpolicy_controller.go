@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -87,6 +88,11 @@ type AdmissionPolicyReconciler struct {
 	Namespace string
 	// Now is the clock (tests move it).
 	Now func() time.Time
+
+	// appliedGen is, per compiled object ("Kind/name"), its generation as
+	// apiwarden's last apply left it: a later generation means someone
+	// edited the spec, and the apply restores it.
+	appliedGen sync.Map
 }
 
 // SetupWithManager registers the controller.
@@ -163,13 +169,7 @@ func (r *AdmissionPolicyReconciler) Reconcile(ctx context.Context, req reconcile
 		}
 	}
 	// Compile again just past the next exemption expiry.
-	var next time.Time
-	for _, ex := range b.Spec.Exemptions {
-		if e := ex.Expires.Time; e.After(now) && (next.IsZero() || e.Before(next)) {
-			next = e
-		}
-	}
-	if !next.IsZero() {
+	if next := nextExemptionExpiry([]*apiwardenv1alpha1.APIBaseline{&b}, now); !next.IsZero() {
 		return reconcile.Result{RequeueAfter: next.Sub(now) + time.Second}, nil
 	}
 	return reconcile.Result{}, nil
@@ -189,17 +189,54 @@ func (r *AdmissionPolicyReconciler) apply(ctx context.Context, o client.Object) 
 	default:
 		cur = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
 	}
+	key := fmt.Sprintf("%T/%s", o, o.GetName())
 	err = r.Client.Get(ctx, client.ObjectKeyFromObject(o), cur)
-	if err == nil && cur.GetAnnotations()[specHashAnnotation] == sum {
-		return nil
-	}
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
+	if err == nil {
+		g, known := r.appliedGen.Load(key)
+		if known && g.(int64) != cur.GetGeneration() {
+			// Edited since apiwarden's last apply (a validationActions of
+			// Audit, say): put the whole spec back. An apply would keep
+			// what others added, such as an extra exclusion.
+			return r.replace(ctx, cur, o, sum, key)
+		}
+		if known && cur.GetAnnotations()[specHashAnnotation] == sum {
+			return nil
+		}
+	}
 	o.SetAnnotations(map[string]string{specHashAnnotation: sum})
 	if err := r.Client.Patch(ctx, o, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
+		r.appliedGen.Delete(key)
 		return fmt.Errorf("applying %s %s: %w", o.GetObjectKind().GroupVersionKind().Kind, o.GetName(), err)
 	}
+	r.appliedGen.Store(key, o.GetGeneration())
+	return nil
+}
+
+// replace writes desired's labels, owners and spec over cur, the live
+// object, with an update.
+func (r *AdmissionPolicyReconciler) replace(ctx context.Context, cur, desired client.Object, sum, key string) error {
+	switch c := cur.(type) {
+	case *admissionregistrationv1.ValidatingAdmissionPolicy:
+		c.Spec = desired.(*admissionregistrationv1.ValidatingAdmissionPolicy).Spec
+	case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+		c.Spec = desired.(*admissionregistrationv1.ValidatingAdmissionPolicyBinding).Spec
+	}
+	cur.SetLabels(desired.GetLabels())
+	cur.SetOwnerReferences(desired.GetOwnerReferences())
+	anns := cur.GetAnnotations()
+	if anns == nil {
+		anns = map[string]string{}
+	}
+	anns[specHashAnnotation] = sum
+	cur.SetAnnotations(anns)
+	if err := r.Client.Update(ctx, cur); err != nil {
+		r.appliedGen.Delete(key)
+		return fmt.Errorf("restoring %s %s: %w", desired.GetObjectKind().GroupVersionKind().Kind, desired.GetName(), err)
+	}
+	r.appliedGen.Store(key, cur.GetGeneration())
 	return nil
 }
 

@@ -447,3 +447,27 @@ func TestGuardFollowsExemptionExpiry(t *testing.T) {
 		t.Errorf("the guard held the policy before the exemption expired")
 	}
 }
+
+// TestCompiledPolicyEditsReverted: someone weakening a compiled binding
+// (validationActions Deny → Audit) sees it restored; the spec-hash
+// annotation alone, which the edit leaves as it was, does not hide it.
+func TestCompiledPolicyEditsReverted(t *testing.T) {
+	ctx := context.Background()
+	ns, _ := celNamespace(t, "edited")
+	key := client.ObjectKey{Name: exposure.AdmissionPolicyName(ns, "Ingress")}
+	var binding admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	eventually(t, "the compiled binding", func() bool { return k8s.Get(ctx, key, &binding) == nil })
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, key, &binding); err != nil {
+			return err
+		}
+		binding.Spec.ValidationActions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Audit}
+		return k8s.Update(ctx, &binding)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the binding denying again", func() bool {
+		var got admissionregistrationv1.ValidatingAdmissionPolicyBinding
+		return k8s.Get(ctx, key, &got) == nil && len(got.Spec.ValidationActions) == 1 && got.Spec.ValidationActions[0] == admissionregistrationv1.Deny
+	})
+}
