@@ -549,3 +549,53 @@ func TestCrossNamespaceDelivery(t *testing.T) {
 		return remoteSecret("orders-key") == nil && apierrors.IsNotFound(err)
 	})
 }
+
+// TestKeyUsageWritesDoNotReconcile: the authz service records key usage in
+// an APIKeySet's status every minute or so; that must not run the key
+// lifecycle (two Secret lists and the hash store) each time. A rotate
+// annotation still does.
+func TestKeyUsageWritesDoNotReconcile(t *testing.T) {
+	ctx := context.Background()
+	newNamespace(t)
+	ks := &apiwardenv1alpha1.APIKeySet{ObjectMeta: metav1.ObjectMeta{Name: "usage-keys", Namespace: ns},
+		Spec: apiwardenv1alpha1.APIKeySetSpec{KeyPrefix: "usage", Consumers: []apiwardenv1alpha1.Consumer{{Name: "app"}}}}
+	if err := k8s.Create(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the key in status", func() bool {
+		return k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks) == nil && len(ks.Status.Consumers) == 1 && len(ks.Status.Consumers[0].Keys) == 1
+	})
+	// Let the reconciles of the creation finish.
+	for last, quiet := reconciles(t, "apikeyset"), time.Now(); time.Since(quiet) < 2*time.Second; time.Sleep(100 * time.Millisecond) {
+		if n := reconciles(t, "apikeyset"); n != last {
+			last, quiet = n, time.Now()
+		}
+	}
+	before := reconciles(t, "apikeyset")
+	used := metav1.NewTime(time.Now().Truncate(time.Minute))
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks); err != nil {
+			return err
+		}
+		ks.Status.Consumers[0].Keys[0].LastUsed = &used
+		return k8s.Status().Update(ctx, ks)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The positive control: an annotation change after it is reconciled,
+	// so the count is read once the informer has seen both writes.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks); err != nil {
+			return err
+		}
+		metav1.SetMetaDataAnnotation(&ks.ObjectMeta, "example.com/touched", "yes")
+		return k8s.Update(ctx, ks)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a reconcile of the annotation change", func() bool { return reconciles(t, "apikeyset") > before })
+	time.Sleep(time.Second)
+	if got := reconciles(t, "apikeyset") - before; got != 1 {
+		t.Errorf("%v reconciles after a key-usage status write and an annotation change, want 1 (the annotation's)", got)
+	}
+}
