@@ -8,7 +8,6 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/prometheus/client_golang/prometheus"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -363,22 +362,7 @@ func (r *APIPolicyReconciler) grantPolicies(ctx context.Context, o client.Object
 	if !ok {
 		return nil
 	}
-	var out []reconcile.Request
-	// The authz grant of a namespace, gone: forget that it was applied and
-	// reconcile the namespace's policies, which apply it again at once.
-	if g.Namespace == r.Authz.Namespace && len(g.Spec.From) == 1 {
-		ns := string(g.Spec.From[0].Namespace)
-		if render.AuthzReferenceGrant(ns, r.Authz).Name == g.Name &&
-			apierrors.IsNotFound(r.Cache.Get(ctx, client.ObjectKeyFromObject(g), &gatewayv1.ReferenceGrant{})) {
-			r.applied.forget("grant/" + g.Namespace + "/" + g.Name)
-			var list apiwardenv1alpha1.APIPolicyList
-			if err := r.Client.List(ctx, &list, client.InNamespace(ns)); err == nil {
-				for i := range list.Items {
-					out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-				}
-			}
-		}
-	}
+	out := r.authzGrantGone(ctx, g)
 	for _, ns := range keySetGrantNamespaces(g) {
 		var list apiwardenv1alpha1.APIPolicyList
 		if err := r.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {

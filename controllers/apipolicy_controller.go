@@ -610,7 +610,7 @@ func (r *APIPolicyReconciler) ensureAuthzGrant(ctx context.Context, p *apiwarden
 	// Like a rendered object: skipped while unchanged, applied again after
 	// reapplyAfter, so a deleted grant comes back on the periodic
 	// reconcile.
-	key := "grant/" + g.Namespace + "/" + g.Name
+	key := authzGrantKey(g)
 	if _, same := r.applied.seen(key, data); same {
 		return nil
 	}
@@ -620,6 +620,36 @@ func (r *APIPolicyReconciler) ensureAuthzGrant(ctx context.Context, p *apiwarden
 	}
 	r.applied.remember(key, data)
 	return nil
+}
+
+// authzGrantKey names an authz ReferenceGrant in the no-op-apply cache.
+func authzGrantKey(g *gatewayv1.ReferenceGrant) string {
+	return "grant/" + g.Namespace + "/" + g.Name
+}
+
+// authzGrantGone maps a deleted authz ReferenceGrant to the policies of the
+// namespace it served, after forgetting that it was applied, so that they
+// apply it again at once. Other grants, and grants still there, map to
+// nothing.
+func (r *APIPolicyReconciler) authzGrantGone(ctx context.Context, g *gatewayv1.ReferenceGrant) []reconcile.Request {
+	if g.Namespace != r.Authz.Namespace || len(g.Spec.From) != 1 {
+		return nil
+	}
+	ns := string(g.Spec.From[0].Namespace)
+	if render.AuthzReferenceGrant(ns, r.Authz).Name != g.Name ||
+		!apierrors.IsNotFound(r.Cache.Get(ctx, client.ObjectKeyFromObject(g), &gatewayv1.ReferenceGrant{})) {
+		return nil
+	}
+	r.applied.forget(authzGrantKey(g))
+	var list apiwardenv1alpha1.APIPolicyList
+	if err := r.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, len(list.Items))
+	for i := range list.Items {
+		out[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
+	}
+	return out
 }
 
 // prune deletes the objects the status lists as rendered that this

@@ -118,6 +118,16 @@ type Result struct {
 	entry  *keyEntry
 }
 
+// allowUndecided applies the DryRun rule of both front ends: a rendered
+// DryRun policy never blocks traffic, so when the service could not decide
+// (undecided), the request is allowed and Result.DryRun keeps what it would
+// have been answered.
+func (r *Result) allowUndecided(dryRun, undecided bool) {
+	if dryRun && undecided {
+		r.DryRun, r.Code = r.Code, Allowed
+	}
+}
+
 // KeyHeader is the header that carried the key, in canonical and lower-case
 // form: the gateway removes it before the request goes upstream. Empty when
 // the policy is unknown.

@@ -85,9 +85,8 @@ func (g *GRPCServer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3
 		Client:  attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
 	}
 	res := g.store.Check(&in, start)
-	if (res.Code == NotReady || res.Code == PolicyUnknown) && attrs.GetContextExtensions()[ModeContextKey] == string(apiwardenv1alpha1.PolicyModeDryRun) {
-		res.DryRun, res.Code = res.Code, Allowed
-	}
+	res.allowUndecided(attrs.GetContextExtensions()[ModeContextKey] == string(apiwardenv1alpha1.PolicyModeDryRun),
+		res.Code == NotReady || res.Code == PolicyUnknown)
 	resp := grpcResponse(&res)
 	g.store.Observe(GRPC, &in, &res, g.now().Sub(start))
 	return resp, nil

@@ -57,13 +57,10 @@ func HTTPHandler(s *Store, now func() time.Time) http.Handler {
 		} else {
 			res = s.Check(&in, start)
 		}
-		if r.URL.RawQuery != "" && r.URL.Query().Get(ModeQuery) == string(apiwardenv1alpha1.PolicyModeDryRun) &&
-			(res.Code == NotReady || res.Code == PolicyUnknown || in.Path == "") {
-			// A DryRun policy never blocks traffic, whatever the service's
-			// state or the proxy's request: allow, and mark what would
-			// have been answered.
-			res.DryRun, res.Code = res.Code, Allowed
-		}
+		// Over forward-auth a request without its original URI is
+		// undecided too: the proxy's request, not the client's, lacks it.
+		res.allowUndecided(r.URL.RawQuery != "" && r.URL.Query().Get(ModeQuery) == string(apiwardenv1alpha1.PolicyModeDryRun),
+			res.Code == NotReady || res.Code == PolicyUnknown || in.Path == "")
 		writeHTTP(w, &res)
 		s.Observe(HTTP, &in, &res, now().Sub(start))
 	})
