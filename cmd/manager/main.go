@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -51,6 +53,8 @@ var allRoles = []string{roleControllers, roleWebhook, roleAuthz}
 type options struct {
 	roles                   []string
 	metricsAddr             string
+	metricsSecure           bool
+	metricsCertDir          string
 	probeAddr               string
 	leaderElect             bool
 	leaderElectionNamespace string
@@ -86,7 +90,11 @@ func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	roles := fs.String("roles", strings.Join(allRoles, ","),
 		"Comma-separated roles this replica runs: controllers (leader-elected reconcilers), webhook (admission), authz (ext_authz and forward-auth).")
-	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" turns it off.")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus metrics endpoint; \"0\" turns it off.")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true,
+		"Serve metrics over HTTPS to authorised clients only: each scrape carries a bearer token, which the apiserver authenticates (TokenReview) and authorises for get on the non-resource URL /metrics (SubjectAccessReview). false serves plain HTTP to anyone who reaches the port.")
+	fs.StringVar(&o.metricsCertDir, "metrics-cert-dir", "",
+		"Directory holding tls.crt and tls.key for the secure metrics endpoint, reloaded when they change; when empty the endpoint serves a self-signed certificate made at start.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader among replicas for the controllers role; every replica still serves the webhook and authz roles.")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease; defaults to the pod's namespace in a cluster, and must be set outside one.")
@@ -164,6 +172,9 @@ func parseFlags(args []string) (*options, error) {
 			return nil, fmt.Errorf("--authz-forward-auth-url: %q is not a base URL such as http://authz.example:9002", u)
 		}
 	}
+	if o.metricsCertDir != "" && !o.metricsSecure {
+		return nil, errors.New("--metrics-cert-dir needs --metrics-secure: a plain HTTP endpoint serves no certificate")
+	}
 	if o.shutdownDelay < 0 || o.gracefulShutdown < 0 {
 		return nil, errors.New("--shutdown-delay and --graceful-shutdown-timeout cannot be negative")
 	}
@@ -177,6 +188,32 @@ const (
 	certModeFiles       = "files"
 	certModeSelfManaged = "self-managed"
 )
+
+// The secure metrics endpoint asks the apiserver who a scrape's bearer token
+// belongs to and whether it may get /metrics.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// metricsOptions configures the metrics endpoint. Secure, it serves TLS
+// over HTTP/1.1 only (HTTP/2's rapid-reset and stream floods are not worth
+// it for one scrape a minute) and answers only requests whose bearer token
+// the apiserver authenticates and authorises for get on /metrics; the
+// decisions are cached for a minute, so a scrape costs the apiserver at
+// most two reviews a minute per client.
+func (o *options) metricsOptions() metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.metricsAddr}
+	if !o.metricsSecure {
+		return m
+	}
+	m.SecureServing = true
+	m.CertDir = o.metricsCertDir
+	m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	m.TLSOpts = []func(*tls.Config){func(c *tls.Config) {
+		c.NextProtos = []string{"http/1.1"}
+		c.MinVersion = tls.VersionTLS12
+	}}
+	return m
+}
 
 // certConfig is the self-managed certificate's configuration: the
 // Service's DNS names, then the extra hosts.
@@ -219,6 +256,16 @@ func run(ctx context.Context, args []string) error {
 	log := ctrl.Log.WithName("setup")
 	log.Info("Starting apiwarden manager", "version", version.Version, "roles", o.roles)
 
+	if o.metricsCertDir != "" {
+		// controller-runtime would fall back to a self-signed certificate
+		// when the files are missing; a certificate asked for and not
+		// served is a misconfiguration to report, not to hide.
+		for _, f := range []string{"tls.crt", "tls.key"} {
+			if _, err := os.Stat(filepath.Join(o.metricsCertDir, f)); err != nil {
+				return fmt.Errorf("--metrics-cert-dir: %w", err)
+			}
+		}
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -229,7 +276,7 @@ func run(ctx context.Context, args []string) error {
 
 	mgrOpts := ctrl.Options{
 		Scheme:                  scheme.New(),
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                 o.metricsOptions(),
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.leaderElect && o.has(roleControllers),
 		LeaderElectionID:        o.leaderElectionID,

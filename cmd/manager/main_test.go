@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,8 +16,10 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/testenv"
@@ -43,6 +44,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "unknown certificate mode", args: []string{"--webhook-cert-mode=vault"}, wantErr: `"vault" is neither files nor self-managed`},
 		{name: "CA shorter than two certificates", args: []string{"--webhook-cert-mode=self-managed", "--webhook-cert-validity=720h", "--webhook-ca-validity=1000h"}, wantErr: "shorter than twice the certificate validity"},
 		{name: "propagation longer than a sixth", args: []string{"--webhook-cert-mode=self-managed", "--webhook-cert-validity=1h", "--webhook-ca-propagation=20m"}, wantErr: "at most a sixth"},
+		{name: "metrics certificate without TLS", args: []string{"--metrics-secure=false", "--metrics-cert-dir=/certs"}, wantErr: "--metrics-cert-dir needs --metrics-secure"},
 		{name: "negative shutdown delay", args: []string{"--shutdown-delay=-1s"}, wantErr: "cannot be negative"},
 	}
 	for _, tc := range cases {
@@ -91,6 +93,7 @@ func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
 		"--roles=controllers,webhook",
 		"--leader-election-namespace=apiwarden-system",
 		"--metrics-bind-address="+metricsAddr,
+		"--metrics-cert-dir="+certDir,
 		"--health-probe-bind-address="+probeAddr,
 		fmt.Sprintf("--webhook-port=%d", ports[2]),
 		"--webhook-cert-dir="+certDir,
@@ -123,14 +126,44 @@ func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
 		return resp.StatusCode == http.StatusOK
 	})
 
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
+	// The endpoint answers only tokens allowed to get /metrics: none is
+	// 401, an account without the metrics-reader role 403, one bound to
+	// the role config/rbac ships gets the metrics.
+	reader := metricsReaderRole(t)
+	if err := k8s.Create(ctx, reader); err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), "leader_election_master_status") {
+	if code, body, err := testenv.Scrape(metricsAddr, ""); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("a scrape without a token: %d %v, want 401\n%.300s", code, err, body)
+	}
+	stranger := testenv.ServiceAccountToken(t, k8s, "monitoring", "stranger", "")
+	if code, body, err := testenv.Scrape(metricsAddr, stranger); err != nil || code != http.StatusForbidden {
+		t.Errorf("a scrape with a token not allowed /metrics: %d %v, want 403\n%.300s", code, err, body)
+	}
+	token := testenv.ServiceAccountToken(t, k8s, "monitoring", "prometheus", reader.Name)
+	var body string
+	waitFor(t, exited, 30*time.Second, "an authorised scrape to answer 200", func() bool {
+		// The apiserver's RBAC authorizer sees a new binding through
+		// its informer, a moment after the create.
+		code, b, err := testenv.Scrape(metricsAddr, token)
+		body = b
+		return err == nil && code == http.StatusOK
+	})
+	if !strings.Contains(body, "leader_election_master_status") {
 		t.Errorf("metrics do not report leader election:\n%.2000s", body)
+	}
+	// --metrics-cert-dir: the endpoint serves the given certificate, over
+	// HTTP/1.1 only.
+	metricsPool := x509.NewCertPool()
+	metricsPool.AppendCertsFromPEM(caPEM)
+	mconn, err := tls.Dial("tcp", metricsAddr, &tls.Config{RootCAs: metricsPool, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Errorf("the metrics endpoint does not serve the certificate of --metrics-cert-dir: %v", err)
+	} else {
+		if p := mconn.ConnectionState().NegotiatedProtocol; p == "h2" {
+			t.Error("the metrics endpoint negotiated HTTP/2")
+		}
+		mconn.Close()
 	}
 
 	// The coverage metrics, scraped from the endpoint after a known
@@ -153,13 +186,8 @@ func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	scrape := func() string {
-		resp, err := http.Get("http://" + metricsAddr + "/metrics")
-		if err != nil {
-			return ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
+		_, b, _ := testenv.Scrape(metricsAddr, token)
+		return b
 	}
 	series := func(n int) string {
 		return fmt.Sprintf(`apiwarden_exposed_objects{baseline="scrape",state="violating"} %d`, n)
@@ -238,4 +266,33 @@ func waitFor(t *testing.T, exited <-chan error, timeout time.Duration, what stri
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 	}
+}
+
+// TestMetricsCertDirMissing: a certificate directory without the files is
+// refused at start, not replaced by a self-signed certificate.
+func TestMetricsCertDirMissing(t *testing.T) {
+	err := run(context.Background(), []string{"--metrics-cert-dir=" + t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "--metrics-cert-dir") || !strings.Contains(err.Error(), "tls.crt") {
+		t.Fatalf("run = %v, want an error naming --metrics-cert-dir and tls.crt", err)
+	}
+}
+
+// metricsReaderRole reads the metrics-reader ClusterRole that config/rbac
+// ships, so the test proves that file grants what a scrape needs.
+func metricsReaderRole(t *testing.T) *rbacv1.ClusterRole {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "metrics_reader_role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.UnmarshalStrict(data, role); err != nil {
+		t.Fatalf("config/rbac/metrics_reader_role.yaml: %v", err)
+	}
+	role.Name = "apiwarden-" + role.Name
+	return role
 }

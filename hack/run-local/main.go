@@ -43,7 +43,7 @@ func run() error {
 	port := flag.Int("port", 16443, "Loopback port of the kube-apiserver.")
 	manager := flag.String("manager", "bin/manager", "Path of the apiwarden manager binary; empty runs the control plane alone.")
 	roles := flag.String("roles", "controllers,webhook", "Manager roles; with webhook, apiwarden's ValidatingWebhookConfiguration is installed and pointed at the local manager.")
-	managerArgs := flag.String("manager-args", "--leader-elect=false --metrics-bind-address=127.0.0.1:18080 --health-probe-bind-address=127.0.0.1:18081",
+	managerArgs := flag.String("manager-args", "--leader-elect=false --metrics-bind-address=127.0.0.1:18080 --metrics-secure=false --health-probe-bind-address=127.0.0.1:18081",
 		"More arguments passed to the manager, separated by spaces.")
 	flag.Parse()
 

@@ -113,6 +113,28 @@ func TestChart(t *testing.T) {
 			if len(ofKind(objs, "APIBaseline")) != 0 {
 				t.Error("an APIBaseline is rendered although defaultBaseline.mode is off")
 			}
+			args := managerArgs(t, in, "apiwarden-manager")
+			if v, _ := flagValue(args, "metrics-secure"); v != "true" {
+				t.Errorf("--metrics-secure=%q, want true", v)
+			}
+			if v, _ := flagValue(args, "metrics-bind-address"); v != ":8443" {
+				t.Errorf("--metrics-bind-address=%q, want :8443", v)
+			}
+			if !slices.ContainsFunc(in.clusterRoles, isMetricsReader) {
+				t.Error("no metrics-reader ClusterRole for Prometheus to bind")
+			}
+		}},
+		{name: "plain metrics", release: "aw-plain", set: []string{"metrics.secure=false"}, check: func(t *testing.T, objs []*unstructured.Unstructured, in *install) {
+			args := managerArgs(t, in, "aw-plain-apiwarden-manager")
+			if v, _ := flagValue(args, "metrics-secure"); v != "false" {
+				t.Errorf("--metrics-secure=%q, want false", v)
+			}
+			if v, _ := flagValue(args, "metrics-bind-address"); v != ":8080" {
+				t.Errorf("--metrics-bind-address=%q, want :8080", v)
+			}
+			if slices.ContainsFunc(in.clusterRoles, isMetricsReader) {
+				t.Error("a metrics-reader ClusterRole is rendered for an endpoint that checks no token")
+			}
 		}},
 		{name: "authz as its own Deployment", release: "aw-authz", set: []string{"authz.separateDeployment=true", "authz.replicas=3"}, check: func(t *testing.T, objs []*unstructured.Unstructured, in *install) {
 			if len(in.deployments) != 2 || len(in.pdbs) != 2 {
@@ -127,6 +149,38 @@ func TestChart(t *testing.T) {
 			for _, s := range in.services {
 				if s.Name == "aw-authz-apiwarden-authz" && s.Spec.Selector["app.kubernetes.io/component"] != "authz" {
 					t.Errorf("the authz Service selects %v, not the authz Deployment's pods", s.Spec.Selector)
+				}
+			}
+			// The authz pods run as their own account, bound to the
+			// authz ClusterRole only: no write but APIKeySet status and
+			// the pepper.
+			for _, d := range in.deployments {
+				want := "aw-authz-apiwarden"
+				if d.Name == "aw-authz-apiwarden-authz" {
+					want = "aw-authz-apiwarden-authz"
+				}
+				if sa := d.Spec.Template.Spec.ServiceAccountName; sa != want {
+					t.Errorf("Deployment %s runs as %s, want %s", d.Name, sa, want)
+				}
+			}
+			for _, b := range in.crBindings {
+				for _, s := range b.Subjects {
+					if s.Name == "aw-authz-apiwarden-authz" && b.RoleRef.Name != "aw-authz-apiwarden-authz" {
+						t.Errorf("the authz account is bound to ClusterRole %s", b.RoleRef.Name)
+					}
+				}
+			}
+			for _, r := range in.clusterRoles {
+				if r.Name != "aw-authz-apiwarden-authz" {
+					continue
+				}
+				for _, rule := range r.Rules {
+					for _, v := range rule.Verbs {
+						if v != "get" && v != "list" && v != "watch" && !slices.Contains(rule.Resources, "apikeysets/status") &&
+							!slices.Contains(rule.Resources, "tokenreviews") && !slices.Contains(rule.Resources, "subjectaccessreviews") {
+							t.Errorf("the authz ClusterRole may %s %v", v, rule.Resources)
+						}
+					}
 				}
 			}
 		}},
@@ -337,5 +391,6 @@ func TestChartCopiesCurrent(t *testing.T) {
 		t.Errorf("%s/crds holds %d files, config/crd/bases %d: run make chart-crds", chartDir, len(dsts), len(srcs))
 	}
 	same("config/rbac/role.yaml", chartDir+"/files/manager-role.yaml")
+	same("config/rbac/authz/role.yaml", chartDir+"/files/authz-role.yaml")
 	same("config/webhook/manifests.yaml", chartDir+"/files/webhooks.yaml")
 }

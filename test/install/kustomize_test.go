@@ -21,7 +21,7 @@ var wantKustomizeKinds = map[string]int{
 	"Namespace":                      1,
 	"CustomResourceDefinition":       3,
 	"ServiceAccount":                 1,
-	"ClusterRole":                    1,
+	"ClusterRole":                    2, // the manager's, and metrics-reader for Prometheus
 	"ClusterRoleBinding":             1,
 	"Role":                           1,
 	"RoleBinding":                    1,

@@ -111,11 +111,22 @@ func TestManagerRunsWithItsOwnRBAC(t *testing.T) {
 		return len(consumers) == 2
 	})
 
+	// Secure metrics: the manager's own RBAC lets it review the token of
+	// a scrape, and the metrics-reader ClusterRole config/default ships
+	// lets that token in.
+	token := testenv.ServiceAccountToken(t, k8s, "rbac-monitoring", "prometheus", "apiwarden-metrics-reader")
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	until("an authorised metrics scrape", 30*time.Second, func(context.Context) bool {
+		code, body, err := testenv.Scrape(metricsAddr, token)
+		return err == nil && code == http.StatusOK && strings.Contains(body, "apiwarden_")
+	})
+
 	m.checkNotRefused(t)
 }
 
 // managerRun is the manager binary running as a ServiceAccount.
 type managerRun struct {
+	cmd    *exec.Cmd
 	logs   *testenv.Buffer
 	exited chan error
 	// until polls cond until it holds, failing the test on timeout or if
@@ -146,7 +157,7 @@ func startManagerAs(t *testing.T, namespace, name string, args ...string) *manag
 	bin := managerBinary(t)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(dir, "kubeconfig"), "POD_NAMESPACE="+namespace)
-	m := &managerRun{logs: &testenv.Buffer{}, exited: make(chan error, 1)}
+	m := &managerRun{cmd: cmd, logs: &testenv.Buffer{}, exited: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = m.logs, m.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

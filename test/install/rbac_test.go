@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // allowedVerbs is every verb apiwarden's roles may grant. Verbs that hand
@@ -56,6 +57,9 @@ func checkRoles(in *install) []error {
 		errs = append(errs, fmt.Errorf("no ClusterRole rendered"))
 	}
 	for _, r := range in.clusterRoles {
+		if isMetricsReader(r) {
+			continue // for Prometheus to bind; grants get on /metrics only
+		}
 		if r.AggregationRule != nil {
 			errs = append(errs, fmt.Errorf("ClusterRole %s aggregates other roles", r.Name))
 		}
@@ -65,6 +69,15 @@ func checkRoles(in *install) []error {
 		errs = append(errs, checkRules("Role "+r.Namespace+"/"+r.Name, r.Rules)...)
 	}
 	return errs
+}
+
+// isMetricsReader reports whether r is the metrics-reader ClusterRole: one
+// rule, get on the non-resource URL /metrics and nothing else. It is the one
+// role apiwarden renders for others to bind (Prometheus's ServiceAccount).
+func isMetricsReader(r *rbacv1.ClusterRole) bool {
+	return strings.HasSuffix(r.Name, "metrics-reader") && r.AggregationRule == nil && len(r.Rules) == 1 &&
+		slices.Equal(r.Rules[0].NonResourceURLs, []string{"/metrics"}) && slices.Equal(r.Rules[0].Verbs, []string{"get"}) &&
+		len(r.Rules[0].APIGroups)+len(r.Rules[0].Resources)+len(r.Rules[0].ResourceNames) == 0
 }
 
 // TestGeneratedClusterRole reads the ClusterRole controller-gen generates
@@ -121,6 +134,25 @@ func TestRBACCheckRejects(t *testing.T) {
 	for name, r := range bad {
 		if errs := checkRules(name, []rbacv1.PolicyRule{ok, r}); len(errs) == 0 {
 			t.Errorf("%s: %+v was accepted", name, r)
+		}
+	}
+	// The metrics reader is skipped by the checks only while it grants get
+	// on /metrics and nothing else.
+	metrics := rbacv1.PolicyRule{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}
+	reader := func(rules ...rbacv1.PolicyRule) *rbacv1.ClusterRole {
+		return &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "apiwarden-metrics-reader"}, Rules: rules}
+	}
+	if !isMetricsReader(reader(metrics)) {
+		t.Error("the metrics reader is not recognised")
+	}
+	for name, r := range map[string]*rbacv1.ClusterRole{
+		"another rule":   reader(metrics, ok),
+		"another URL":    reader(rbacv1.PolicyRule{NonResourceURLs: []string{"/*"}, Verbs: []string{"get"}}),
+		"another verb":   reader(rbacv1.PolicyRule{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get", "post"}}),
+		"a resource too": reader(rbacv1.PolicyRule{NonResourceURLs: []string{"/metrics"}, APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}),
+	} {
+		if isMetricsReader(r) {
+			t.Errorf("%s: %+v passes as the metrics reader", name, r.Rules)
 		}
 	}
 }

@@ -84,7 +84,7 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
     spec:
-      serviceAccountName: {{ include "apiwarden.fullname" $root }}
+      serviceAccountName: {{ include "apiwarden.fullname" $root }}{{ if eq .component "authz" }}-authz{{ end }}
       {{- with $v.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
@@ -130,7 +130,10 @@ spec:
             - --roles={{ .roles }}
             - --leader-elect={{ $v.leaderElection }}
             - --leader-election-namespace=$(POD_NAMESPACE)
-            - --metrics-bind-address={{ if $v.metrics.enabled }}:8080{{ else }}0{{ end }}
+            - --metrics-bind-address={{ if $v.metrics.enabled }}:{{ include "apiwarden.metricsPort" $root }}{{ else }}0{{ end }}
+            {{- if $v.metrics.enabled }}
+            - --metrics-secure={{ $v.metrics.secure }}
+            {{- end }}
             - --health-probe-bind-address=:8081
             - --shutdown-delay={{ $v.shutdownDelay }}
             - --graceful-shutdown-timeout={{ $v.gracefulShutdownTimeout }}
@@ -178,7 +181,7 @@ spec:
             {{- end }}
             {{- if $v.metrics.enabled }}
             - name: metrics
-              containerPort: 8080
+              containerPort: {{ include "apiwarden.metricsPort" $root }}
               protocol: TCP
             {{- end }}
             - name: probes
@@ -223,3 +226,11 @@ spec:
             secretName: {{ include "apiwarden.fullname" $root }}-webhook-cert
         {{- end }}
 {{- end -}}
+
+{{/*
+The metrics port: 8443 when served over HTTPS with token authorisation
+(metrics.secure), 8080 when plain HTTP.
+*/}}
+{{- define "apiwarden.metricsPort" -}}
+{{- if .Values.metrics.secure }}8443{{ else }}8080{{ end }}
+{{- end }}
