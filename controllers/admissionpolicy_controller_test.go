@@ -160,11 +160,19 @@ func TestCELAdmission(t *testing.T) {
 
 	// Nothing changed, nothing written: a reconcile of the namespace (a
 	// label it gains changes what no baseline selects) keeps the params'
-	// resourceVersion.
+	// resourceVersion. The params are first let settle: the Warn change
+	// queued reconciles that may still be writing what it changed.
 	var cm corev1.ConfigMap
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: exposure.ParamsName}, &cm); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, "the params to settle", func() bool {
+		n := reconciles(t, "admissionparams")
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: exposure.ParamsName}, &cm); err != nil {
+			return false
+		}
+		time.Sleep(time.Second)
+		var later corev1.ConfigMap
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(&cm), &later)
+		return err == nil && later.ResourceVersion == cm.ResourceVersion && reconciles(t, "admissionparams") == n
+	})
 	var nsObj corev1.Namespace
 	if err := k8s.Get(ctx, client.ObjectKey{Name: ns}, &nsObj); err != nil {
 		t.Fatal(err)
@@ -178,7 +186,7 @@ func TestCELAdmission(t *testing.T) {
 	time.Sleep(time.Second) // and any write it would make
 	var again corev1.ConfigMap
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(&cm), &again); err != nil || again.ResourceVersion != cm.ResourceVersion {
-		t.Errorf("the params were written again with nothing changed (%v)", err)
+		t.Errorf("the params were written again with nothing changed (%v):\nbefore %+v\nafter  %+v", err, cm.ObjectMeta, again.ObjectMeta)
 	}
 
 	// Back to the webhook: the compiled policies and the params go.

@@ -114,6 +114,7 @@ func Params(snap Snapshot, policies []*apiwardenv1alpha1.APIPolicy, ns string) m
 	type lv struct {
 		key     TargetKey
 		section string
+		id      string
 	}
 	seen := map[lv]bool{}
 	var levels []lv
@@ -133,11 +134,16 @@ func Params(snap Snapshot, policies []*apiwardenv1alpha1.APIPolicy, ns string) m
 			for _, c := range candidates {
 				if !seen[c] {
 					seen[c] = true
+					c.id = levelID(c.key, c.section)
 					levels = append(levels, c)
 				}
 			}
 		}
 	}
+	// The same policies give the same params whatever order they come in
+	// (an informer's list has none), so an unchanged namespace is never
+	// written again.
+	slices.SortFunc(levels, func(a, b lv) int { return strings.Compare(a.id, b.id) })
 	var b strings.Builder
 	b.WriteString(RecordSeparator)
 	baselines := snap.Baselines()
@@ -154,7 +160,7 @@ func Params(snap Snapshot, policies []*apiwardenv1alpha1.APIPolicy, ns string) m
 		if w == nil && len(dry) == 0 {
 			continue
 		}
-		id := levelID(l.key, l.section)
+		id := l.id
 		if last, ok := shardOf(l.key.Name); ok && w != nil {
 			for i := range baselines {
 				mark := "i:"

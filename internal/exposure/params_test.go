@@ -1,6 +1,7 @@
 package exposure
 
 import (
+	"maps"
 	"strings"
 	"testing"
 
@@ -86,6 +87,12 @@ func TestParamsLayout(t *testing.T) {
 	}
 	if ParamsGeneration(params, "full") != "3" {
 		t.Errorf("generations %q", params[GenerationsKey])
+	}
+	// The policies' order, which an informer's list does not keep, does
+	// not change the params: an unchanged namespace is not written again.
+	reversed := []*apiwardenv1alpha1.APIPolicy{ps[2], ps[1], ps[0]}
+	if again := Params(NewMemorySnapshot([]*apiwardenv1alpha1.APIBaseline{strict, lax}, reversed, nil), reversed, "shop"); !maps.Equal(again, params) {
+		t.Errorf("the params depend on the policies' order:\n%q\n%q", params, again)
 	}
 	changed := lax.DeepCopy()
 	changed.Spec.Require.RateLimit = &apiwardenv1alpha1.RateLimitRequirement{}
