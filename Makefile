@@ -24,12 +24,14 @@ generate: ## Generate DeepCopy methods for the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: ## Generate the CRDs (config/crd/bases) and RBAC (config/rbac/role.yaml, config/rbac/authz/role.yaml) from markers, and copy them into the Helm chart.
+manifests: ## Generate the CRDs (config/crd/bases) and RBAC (config/rbac/role.yaml, config/rbac/authz/, config/rbac/policyreport-crd-installer/) from markers, and copy them into the Helm chart.
 	$(CONTROLLER_GEN) crd rbac:roleName=manager \
 		paths=./api/... paths=./controllers/... paths=./webhooks/... paths=./internal/authz/... paths=./cmd/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=authz paths=./internal/authz/... paths=./cmd/manager/... \
 		output:rbac:artifacts:config=config/rbac/authz
+	$(CONTROLLER_GEN) rbac:roleName=policyreport-crd-installer paths=./internal/policyreport/... \
+		output:rbac:artifacts:config=config/rbac/policyreport-crd-installer
 	@$(MAKE) --no-print-directory chart-crds
 
 KYVERNO_VERSION := v1.19.1
@@ -139,6 +141,7 @@ chart-crds: ## Copy the generated CRDs, ClusterRole and webhook configuration in
 	@cp config/crd/bases/*.yaml charts/apiwarden/crds/
 	@cp config/rbac/role.yaml charts/apiwarden/files/manager-role.yaml
 	@cp config/rbac/authz/role.yaml charts/apiwarden/files/authz-role.yaml
+	@cp config/rbac/policyreport-crd-installer/role.yaml charts/apiwarden/files/policyreport-crd-installer-role.yaml
 	@cp config/webhook/manifests.yaml charts/apiwarden/files/webhooks.yaml
 
 chart-docs: ## Generate charts/apiwarden/README.md from the comments in values.yaml.

@@ -30,10 +30,12 @@ package controllers
 // APIBaseline coverage scan: reads every object the engine evaluates.
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
-// PolicyReports: one per governed namespace; the CRD is installed when
-// missing (--install-policyreport-crd; create cannot be limited by name).
+// PolicyReports: one per governed namespace. Installing the CRD when it is
+// missing (--install-policyreport-crd) needs create on CRDs, which cannot be
+// limited by name: that rule is a ClusterRole of its own, generated from
+// internal/policyreport's marker, so an installation that does not install
+// the CRD does not grant it.
 // +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=create
 
 // CEL admission: compiled ValidatingAdmissionPolicies and bindings, and the
 // params ConfigMap (apiwarden-coverage) of each governed namespace.

@@ -123,6 +123,21 @@ func TestChart(t *testing.T) {
 			if !slices.ContainsFunc(in.clusterRoles, isMetricsReader) {
 				t.Error("no metrics-reader ClusterRole for Prometheus to bind")
 			}
+			if v, _ := flagValue(args, "install-policyreport-crd"); v != "true" || !grants(in, "apiwarden", "customresourcedefinitions", "create") {
+				t.Errorf("--install-policyreport-crd=%s, and the manager may create CRDs: %v; want both", v, grants(in, "apiwarden", "customresourcedefinitions", "create"))
+			}
+		}},
+		{name: "PolicyReport CRD not installed", release: "aw-nocrd", set: []string{"policyReports.installCRD=false"}, check: func(t *testing.T, objs []*unstructured.Unstructured, in *install) {
+			args := managerArgs(t, in, "aw-nocrd-apiwarden-manager")
+			if v, _ := flagValue(args, "install-policyreport-crd"); v != "false" {
+				t.Errorf("--install-policyreport-crd=%q, want false", v)
+			}
+			if v, _ := flagValue(args, "policy-reports"); v != "true" {
+				t.Errorf("--policy-reports=%q, want true", v)
+			}
+			if grants(in, "aw-nocrd-apiwarden", "customresourcedefinitions", "create") {
+				t.Error("the manager may create CRDs although the chart installs none")
+			}
 		}},
 		{name: "plain metrics", release: "aw-plain", set: []string{"metrics.secure=false"}, check: func(t *testing.T, objs []*unstructured.Unstructured, in *install) {
 			args := managerArgs(t, in, "aw-plain-apiwarden-manager")
@@ -392,5 +407,27 @@ func TestChartCopiesCurrent(t *testing.T) {
 	}
 	same("config/rbac/role.yaml", chartDir+"/files/manager-role.yaml")
 	same("config/rbac/authz/role.yaml", chartDir+"/files/authz-role.yaml")
+	same("config/rbac/policyreport-crd-installer/role.yaml", chartDir+"/files/policyreport-crd-installer-role.yaml")
 	same("config/webhook/manifests.yaml", chartDir+"/files/webhooks.yaml")
+}
+
+// grants reports whether a ClusterRole bound to the release namespace's
+// ServiceAccount account grants verb on resource.
+func grants(in *install, account, resource, verb string) bool {
+	for _, b := range in.crBindings {
+		if !slices.ContainsFunc(b.Subjects, func(s rbacv1.Subject) bool { return s.Kind == rbacv1.ServiceAccountKind && s.Name == account }) {
+			continue
+		}
+		for _, r := range in.clusterRoles {
+			if r.Name != b.RoleRef.Name {
+				continue
+			}
+			for _, rule := range r.Rules {
+				if slices.Contains(rule.Resources, resource) && slices.Contains(rule.Verbs, verb) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -21,8 +21,8 @@ var wantKustomizeKinds = map[string]int{
 	"Namespace":                      1,
 	"CustomResourceDefinition":       3,
 	"ServiceAccount":                 1,
-	"ClusterRole":                    2, // the manager's, and metrics-reader for Prometheus
-	"ClusterRoleBinding":             1,
+	"ClusterRole":                    3, // the manager's, the PolicyReport CRD installer, and metrics-reader for Prometheus
+	"ClusterRoleBinding":             2,
 	"Role":                           1,
 	"RoleBinding":                    1,
 	"Deployment":                     1,

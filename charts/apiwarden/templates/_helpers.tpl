@@ -140,6 +140,10 @@ spec:
             - --gateway={{ $v.gateway }}
             - --authz-service={{ include "apiwarden.fullname" $root }}-authz
             - --zap-log-level={{ $v.logLevel }}
+            {{- if has "controllers" $roles }}
+            - --policy-reports={{ $v.policyReports.enabled }}
+            - --install-policyreport-crd={{ and $v.policyReports.enabled $v.policyReports.installCRD }}
+            {{- end }}
             {{- if $webhook }}
             - --webhook-port=9443
             {{- if eq $v.webhook.certificate.mode "self-managed" }}
