@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -40,6 +39,12 @@ import (
 // object it compiles, so that an unchanged object is not written again
 // (the apiserver's defaulting makes a field-by-field comparison useless).
 const specHashAnnotation = "apiwarden.io/spec-hash"
+
+// liveHashAnnotation holds a digest of the spec as the apiserver stored it
+// (defaulted) when apiwarden last wrote it: a live spec with another digest
+// was edited by someone else, and is put back. Being on the object, it
+// survives apiwarden's restarts.
+const liveHashAnnotation = "apiwarden.io/live-spec-hash"
 
 // managedByLabel marks the objects apiwarden writes for CEL admission.
 const managedByLabel = "app.kubernetes.io/managed-by"
@@ -88,11 +93,6 @@ type AdmissionPolicyReconciler struct {
 	Namespace string
 	// Now is the clock (tests move it).
 	Now func() time.Time
-
-	// appliedGen is, per compiled object ("Kind/name"), its generation as
-	// apiwarden's last apply left it: a later generation means someone
-	// edited the spec, and the apply restores it.
-	appliedGen sync.Map
 }
 
 // SetupWithManager registers the controller.
@@ -175,8 +175,12 @@ func (r *AdmissionPolicyReconciler) Reconcile(ctx context.Context, req reconcile
 	return reconcile.Result{}, nil
 }
 
-// apply writes o with server-side apply unless the object there already
-// carries the digest of the same content.
+// apply writes o unless the object there already carries the digest of
+// the same content and its spec is as apiwarden left it. A spec edited by
+// someone else (a validationActions of Audit, say), or of unknown origin,
+// is replaced whole; otherwise o is applied server-side. Each write is first
+// made as a dry run, to learn the defaulted spec whose digest the real
+// write records in liveHashAnnotation.
 func (r *AdmissionPolicyReconciler) apply(ctx context.Context, o client.Object) error {
 	sum, err := digest(o)
 	if err != nil {
@@ -189,35 +193,45 @@ func (r *AdmissionPolicyReconciler) apply(ctx context.Context, o client.Object) 
 	default:
 		cur = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
 	}
-	key := fmt.Sprintf("%T/%s", o, o.GetName())
 	err = r.Client.Get(ctx, client.ObjectKeyFromObject(o), cur)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
 	if err == nil {
-		g, known := r.appliedGen.Load(key)
-		if known && g.(int64) != cur.GetGeneration() {
-			// Edited since apiwarden's last apply (a validationActions of
-			// Audit, say): put the whole spec back. An apply would keep
-			// what others added, such as an extra exclusion.
-			return r.replace(ctx, cur, o, sum, key)
+		live, err := specDigest(cur)
+		if err != nil {
+			return err
 		}
-		if known && cur.GetAnnotations()[specHashAnnotation] == sum {
+		switch anns := cur.GetAnnotations(); {
+		case anns[liveHashAnnotation] != live:
+			// Edited since apiwarden wrote it: an apply would keep what
+			// others added, such as an extra exclusion, so the whole
+			// spec goes back with an update.
+			return r.replace(ctx, cur, o, sum)
+		case anns[specHashAnnotation] == sum:
 			return nil
 		}
 	}
+	kind := o.GetObjectKind().GroupVersionKind().Kind
 	o.SetAnnotations(map[string]string{specHashAnnotation: sum})
-	if err := r.Client.Patch(ctx, o, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
-		r.appliedGen.Delete(key)
-		return fmt.Errorf("applying %s %s: %w", o.GetObjectKind().GroupVersionKind().Kind, o.GetName(), err)
+	dry := o.DeepCopyObject().(client.Object)
+	if err := r.Client.Patch(ctx, dry, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership, client.DryRunAll); err != nil {
+		return fmt.Errorf("applying %s %s (dry run): %w", kind, o.GetName(), err)
 	}
-	r.appliedGen.Store(key, o.GetGeneration())
+	live, err := specDigest(dry)
+	if err != nil {
+		return err
+	}
+	o.SetAnnotations(map[string]string{specHashAnnotation: sum, liveHashAnnotation: live})
+	if err := r.Client.Patch(ctx, o, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying %s %s: %w", kind, o.GetName(), err)
+	}
 	return nil
 }
 
 // replace writes desired's labels, owners and spec over cur, the live
 // object, with an update.
-func (r *AdmissionPolicyReconciler) replace(ctx context.Context, cur, desired client.Object, sum, key string) error {
+func (r *AdmissionPolicyReconciler) replace(ctx context.Context, cur, desired client.Object, sum string) error {
 	switch c := cur.(type) {
 	case *admissionregistrationv1.ValidatingAdmissionPolicy:
 		c.Spec = desired.(*admissionregistrationv1.ValidatingAdmissionPolicy).Spec
@@ -231,13 +245,39 @@ func (r *AdmissionPolicyReconciler) replace(ctx context.Context, cur, desired cl
 		anns = map[string]string{}
 	}
 	anns[specHashAnnotation] = sum
+	delete(anns, liveHashAnnotation)
 	cur.SetAnnotations(anns)
-	if err := r.Client.Update(ctx, cur); err != nil {
-		r.appliedGen.Delete(key)
-		return fmt.Errorf("restoring %s %s: %w", desired.GetObjectKind().GroupVersionKind().Kind, desired.GetName(), err)
+	kind := desired.GetObjectKind().GroupVersionKind().Kind
+	dry := cur.DeepCopyObject().(client.Object)
+	if err := r.Client.Update(ctx, dry, client.DryRunAll); err != nil {
+		return fmt.Errorf("restoring %s %s (dry run): %w", kind, desired.GetName(), err)
 	}
-	r.appliedGen.Store(key, cur.GetGeneration())
+	live, err := specDigest(dry)
+	if err != nil {
+		return err
+	}
+	anns[liveHashAnnotation] = live
+	if err := r.Client.Update(ctx, cur); err != nil {
+		return fmt.Errorf("restoring %s %s: %w", kind, desired.GetName(), err)
+	}
 	return nil
+}
+
+// specDigest is a short hash of an object's spec alone, as stored.
+func specDigest(o client.Object) (string, error) {
+	var spec any
+	switch x := o.(type) {
+	case *admissionregistrationv1.ValidatingAdmissionPolicy:
+		spec = x.Spec
+	case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+		spec = x.Spec
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:12]), nil
 }
 
 // digest is a short hash of an object's labels, owners and spec.

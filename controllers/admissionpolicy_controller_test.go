@@ -10,6 +10,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -21,6 +22,7 @@ import (
 	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
+	"github.com/apiwarden/apiwarden/controllers"
 	"github.com/apiwarden/apiwarden/internal/exposure"
 	"github.com/apiwarden/apiwarden/internal/testenv"
 )
@@ -478,4 +480,116 @@ func TestCompiledPolicyEditsReverted(t *testing.T) {
 		var got admissionregistrationv1.ValidatingAdmissionPolicyBinding
 		return k8s.Get(ctx, key, &got) == nil && len(got.Spec.ValidationActions) == 1 && got.Spec.ValidationActions[0] == admissionregistrationv1.Deny
 	})
+
+	// The policy: failurePolicy Ignore, its validation neutered and
+	// apiwarden's annotations removed, as kubectl edit or a GitOps tool
+	// that owns no such object would. apiwarden keeps no memory of what it
+	// wrote (its record is on the object), so what a restarted manager
+	// sees is what this one sees: the edit must be undone.
+	var vap admissionregistrationv1.ValidatingAdmissionPolicy
+	var want admissionregistrationv1.ValidatingAdmissionPolicySpec
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, key, &vap); err != nil {
+			return err
+		}
+		want = *vap.Spec.DeepCopy()
+		vap.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+		vap.Spec.Validations[0].Expression = "true"
+		vap.Annotations = nil
+		return k8s.Update(ctx, &vap)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the policy's spec restored whole", func() bool {
+		var got admissionregistrationv1.ValidatingAdmissionPolicy
+		return k8s.Get(ctx, key, &got) == nil && equality.Semantic.DeepEqual(got.Spec, want)
+	})
+	// Restored once, then left alone: no write loop.
+	var settled admissionregistrationv1.ValidatingAdmissionPolicy
+	if err := k8s.Get(ctx, key, &settled); err != nil {
+		t.Fatal(err)
+	}
+	n := reconciles(t, "admissionpolicy")
+	// A foreign annotation on the binding reconciles the baseline (it owns
+	// the binding) and changes no spec.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, key, &binding); err != nil {
+			return err
+		}
+		binding.Annotations["example.com/touched"] = "yes"
+		return k8s.Update(ctx, &binding)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a reconcile after the restore", func() bool { return reconciles(t, "admissionpolicy") > n })
+	time.Sleep(time.Second)
+	var again admissionregistrationv1.ValidatingAdmissionPolicy
+	if err := k8s.Get(ctx, key, &again); err != nil || again.ResourceVersion != settled.ResourceVersion {
+		t.Errorf("the restored policy was written again (%v)", err)
+	}
+}
+
+// TestCompiledPolicyEditRevertedAfterRestart: what apiwarden wrote is
+// recorded on the object, not in the process, so a manager that starts
+// after someone edited a compiled policy still puts it back. Two
+// reconcilers stand for the manager before and after a restart; the object
+// carries no label of a baseline, so the running manager leaves it alone.
+func TestCompiledPolicyEditRevertedAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	runs++
+	name := fmt.Sprintf("apiwarden-restart-%d", runs)
+	desired := func() *admissionregistrationv1.ValidatingAdmissionPolicy {
+		return &admissionregistrationv1.ValidatingAdmissionPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+				FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+				MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{"networking.k8s.io"}, APIVersions: []string{"v1"}, Resources: []string{"ingresses"}},
+					}}}},
+				Validations: []admissionregistrationv1.Validation{{Expression: "has(object.spec.tls)", Message: "TLS"}},
+			},
+		}
+	}
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), desired()) })
+	before := &controllers.AdmissionPolicyReconciler{Client: k8s}
+	if err := before.ApplyCompiled(ctx, desired()); err != nil {
+		t.Fatal(err)
+	}
+	var vap admissionregistrationv1.ValidatingAdmissionPolicy
+	if err := k8s.Get(ctx, client.ObjectKey{Name: name}, &vap); err != nil {
+		t.Fatal(err)
+	}
+	want := *vap.Spec.DeepCopy()
+	// A second apply of the same content writes nothing.
+	if err := before.ApplyCompiled(ctx, desired()); err != nil {
+		t.Fatal(err)
+	}
+	var same admissionregistrationv1.ValidatingAdmissionPolicy
+	if err := k8s.Get(ctx, client.ObjectKey{Name: name}, &same); err != nil || same.ResourceVersion != vap.ResourceVersion {
+		t.Fatalf("an unchanged policy was written again (%v)", err)
+	}
+	// Edited, apiwarden's annotations left as they were: a match
+	// condition that never holds turns the policy off. A server-side apply
+	// alone would keep it (match conditions are a map list, and apiwarden
+	// sets none), as the manager did after a restart before the record was
+	// kept on the object.
+	vap.Spec.MatchConditions = []admissionregistrationv1.MatchCondition{{Name: "off", Expression: "false"}}
+	vap.Spec.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+	if err := k8s.Update(ctx, &vap); err != nil {
+		t.Fatal(err)
+	}
+	after := &controllers.AdmissionPolicyReconciler{Client: k8s}
+	if err := after.ApplyCompiled(ctx, desired()); err != nil {
+		t.Fatal(err)
+	}
+	var got admissionregistrationv1.ValidatingAdmissionPolicy
+	if err := k8s.Get(ctx, client.ObjectKey{Name: name}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(got.Spec, want) {
+		t.Errorf("after a restart the edited policy was not restored:\ngot  %+v\nwant %+v", got.Spec, want)
+	}
 }
