@@ -267,7 +267,11 @@ func loadGRPC(addr string, apiKeys []string, n, c, rate int) (load.Result, error
 		reqs[i] = checkRequest(k)
 	}
 	return load.Run(load.Options{Requests: n, Clients: c, Rate: rate}, func(w, i int) error {
-		resp, err := clients[w%len(clients)].Check(context.Background(), reqs[i%len(reqs)])
+		// Bounded like the HTTP client's requests: a stuck server fails
+		// the run instead of hanging it. Every mode pays the same timer.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := clients[w%len(clients)].Check(ctx, reqs[i%len(reqs)])
 		if err != nil {
 			return err
 		}
