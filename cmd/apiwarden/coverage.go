@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -54,6 +55,15 @@ type objectCoverage struct {
 	Violations  []exposure.Violation `json:"violations,omitempty"`
 	ExemptUntil *time.Time           `json:"exemptUntil,omitempty"`
 }
+
+// coverageForbiddenHint follows a refusal: what the report reads, and the
+// roles apiwarden ships for it.
+const coverageForbiddenHint = `The report reads the APIBaselines and the namespaces' labels (the ClusterRole
+apiwarden-baseline-reader grants both), and list of Ingresses, Services,
+Gateways, HTTPRoutes, GRPCRoutes and APIPolicies in the namespaces it covers
+(the built-in view role, with apiwarden's aggregated apiwarden-view, and read
+of the Gateway API kinds). See docs/coverage.md.
+`
 
 func runCoverage(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("coverage", flag.ContinueOnError)
@@ -99,6 +109,9 @@ func runCoverage(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "apiwarden coverage: reading the cluster: %v\n", err)
+		if apierrors.IsForbidden(err) {
+			fmt.Fprint(stderr, coverageForbiddenHint)
+		}
 		return exitBadInput
 	}
 	report := buildCoverage(objs, *namespace)

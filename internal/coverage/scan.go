@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -44,28 +45,36 @@ func Scan(ctx context.Context, r client.Reader, now time.Time, o ScanOptions) ([
 		in = append(in, client.InNamespace(o.Namespace))
 		var ns corev1.Namespace
 		if err := r.Get(ctx, client.ObjectKey{Name: o.Namespace}, &ns); err != nil {
-			return nil, nil, client.IgnoreNotFound(err)
+			if apierrors.IsNotFound(err) {
+				return nil, nil, nil
+			}
+			return nil, nil, fmt.Errorf("reading namespace %s: %w", o.Namespace, err)
 		}
 		namespaces.Items = []corev1.Namespace{ns}
 	} else if err := r.List(ctx, &namespaces); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("listing namespaces: %w", err)
 	}
 	if err := r.List(ctx, &baselines); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("listing APIBaselines: %w", err)
 	}
 	if err := r.List(ctx, &policies, in...); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("listing APIPolicies: %w", err)
 	}
 	var objs []client.Object
 	var ingresses networkingv1.IngressList
 	var services corev1.ServiceList
-	lists := []client.ObjectList{&ingresses, &services}
-	if o.GatewayAPI {
-		lists = append(lists, &gatewayv1.GatewayList{}, &gatewayv1.HTTPRouteList{}, &gatewayv1.GRPCRouteList{})
+	type named struct {
+		kinds string
+		list  client.ObjectList
 	}
-	for _, l := range lists {
+	lists := []named{{"Ingresses", &ingresses}, {"Services", &services}}
+	if o.GatewayAPI {
+		lists = append(lists, named{"Gateways", &gatewayv1.GatewayList{}}, named{"HTTPRoutes", &gatewayv1.HTTPRouteList{}}, named{"GRPCRoutes", &gatewayv1.GRPCRouteList{}})
+	}
+	for _, n := range lists {
+		l := n.list
 		if err := r.List(ctx, l, in...); err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("listing %s: %w", n.kinds, err)
 		}
 		items, err := meta.ExtractList(l)
 		if err != nil {

@@ -10,12 +10,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/testenv"
@@ -100,11 +104,90 @@ func TestCoverageCLI(t *testing.T) {
 		!bytes.Contains(full, bytes.TrimSpace(one.Bytes())) {
 		t.Errorf("apiwarden coverage -n shop is not shop's block of the full report:\n%s", one.String())
 	}
+	// A namespace user: what the built-in view role aggregates
+	// (system:aggregate-to-view, and apiwarden's view: the aggregation is
+	// kube-controller-manager's, which does not run here), and read of the
+	// Gateway API kinds in shop. Without the baseline reader
+	// the report is refused with a hint; with it, it is shop's block.
+	userRoles(t, k8s)
+	dev, err := env.AddUser(envtest.User{Name: "dev", Groups: []string{"system:authenticated"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devConfig, err := dev.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	devKubeconfig := filepath.Join(dir, "dev-kubeconfig")
+	if err := os.WriteFile(devKubeconfig, devConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bind := func(o client.Object) {
+		t.Helper()
+		if err := k8s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	devSubject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "dev"}}
+	bind(&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "gateway-api-view"}, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"gateways", "httproutes", "grpcroutes"}, Verbs: []string{"get", "list", "watch"}}}})
+	bind(&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "dev-gateway-api"}, Subjects: devSubject,
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "gateway-api-view"}})
+	for _, role := range []string{"system:aggregate-to-view", "apiwarden-view"} {
+		bind(&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "dev-" + strings.ReplaceAll(role, ":", "-")}, Subjects: devSubject,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role}})
+	}
+	asDev := func() (string, string, int) {
+		var out, errb bytes.Buffer
+		cmd := exec.Command(bin, "coverage", "--kubeconfig", devKubeconfig, "-n", "shop")
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		_ = cmd.Run()
+		return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+	}
+	if _, errOut, code := asDev(); code != 2 || !strings.Contains(errOut, "forbidden") || !strings.Contains(errOut, "apiwarden-baseline-reader") {
+		t.Errorf("without the baseline reader: exit %d, want 2 and a hint naming apiwarden-baseline-reader:\n%s", code, errOut)
+	}
+	bind(&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "dev-baseline-reader"}, Subjects: devSubject,
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "apiwarden-baseline-reader"}})
+	var devOut, devErr string
+	var code int
+	deadline := time.Now().Add(30 * time.Second)
+	for devOut, devErr, code = asDev(); code != 0 && time.Now().Before(deadline); devOut, devErr, code = asDev() {
+		time.Sleep(200 * time.Millisecond) // RBAC sees the binding a moment later
+	}
+	if code != 0 || devOut != one.String() {
+		t.Errorf("as a namespace user with the baseline reader: exit %d\n%s\nwant the administrator's report:\n%s", code, devOut+devErr, one.String())
+	}
+
 	// Bad kubeconfig: a clear error, exit 2.
 	cmd := exec.Command(bin, "coverage", "--kubeconfig", filepath.Join(dir, "missing"))
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 2 || !bytes.Contains(errb.Bytes(), []byte("kubeconfig")) {
 		t.Errorf("missing kubeconfig: exit %d, %q", cmd.ProcessState.ExitCode(), errb.String())
+	}
+}
+
+// userRoles creates the roles config/rbac/user_roles.yaml ships, named as
+// config/default names them.
+func userRoles(t *testing.T, k8s client.Client) {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "user_roles.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		role := &rbacv1.ClusterRole{}
+		if err := yaml.UnmarshalStrict([]byte(doc), role); err != nil {
+			t.Fatalf("config/rbac/user_roles.yaml: %v", err)
+		}
+		role.Name = "apiwarden-" + role.Name
+		if err := k8s.Create(context.Background(), role); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

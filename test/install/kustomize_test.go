@@ -21,7 +21,7 @@ var wantKustomizeKinds = map[string]int{
 	"Namespace":                      1,
 	"CustomResourceDefinition":       3,
 	"ServiceAccount":                 1,
-	"ClusterRole":                    3, // the manager's, the PolicyReport CRD installer, and metrics-reader for Prometheus
+	"ClusterRole":                    6, // the manager's, the PolicyReport CRD installer, metrics-reader for Prometheus, and view, edit and baseline-reader for people
 	"ClusterRoleBinding":             2,
 	"Role":                           1,
 	"RoleBinding":                    1,

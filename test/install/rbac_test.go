@@ -80,6 +80,28 @@ func isMetricsReader(r *rbacv1.ClusterRole) bool {
 		len(r.Rules[0].APIGroups)+len(r.Rules[0].Resources)+len(r.Rules[0].ResourceNames) == 0
 }
 
+// forUsers reports whether r is one of the roles apiwarden ships for people
+// (config/rbac/user_roles.yaml): aggregated into the built-in view, edit and
+// admin roles, or the baseline reader, and only about apiwarden's kinds and
+// Namespaces.
+func forUsers(r *rbacv1.ClusterRole) bool {
+	aggregated := false
+	for k := range r.Labels {
+		aggregated = aggregated || strings.HasPrefix(k, "rbac.authorization.k8s.io/aggregate-to-")
+	}
+	if !aggregated && !strings.HasSuffix(r.Name, "baseline-reader") {
+		return false
+	}
+	for _, rule := range r.Rules {
+		for _, g := range rule.APIGroups {
+			if g != "apiwarden.io" && !(g == "" && slices.Equal(rule.Resources, []string{"namespaces"}) && slices.Equal(rule.Verbs, []string{"get"})) {
+				return false
+			}
+		}
+	}
+	return len(r.Rules) > 0
+}
+
 // TestGeneratedClusterRole reads the ClusterRole controller-gen generates
 // from the RBAC markers (make manifests) and holds it to the allow-list.
 func TestGeneratedClusterRole(t *testing.T) {
@@ -153,6 +175,23 @@ func TestRBACCheckRejects(t *testing.T) {
 	} {
 		if isMetricsReader(r) {
 			t.Errorf("%s: %+v passes as the metrics reader", name, r.Rules)
+		}
+	}
+	// A role for people is exempt from "bound to nothing" only while it is
+	// about apiwarden's kinds (and reading Namespaces).
+	aggregated := map[string]string{"rbac.authorization.k8s.io/aggregate-to-edit": "true"}
+	mine := rbacv1.PolicyRule{APIGroups: []string{"apiwarden.io"}, Resources: []string{"apipolicies"}, Verbs: []string{"get"}}
+	if !forUsers(&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "x-edit", Labels: aggregated}, Rules: []rbacv1.PolicyRule{mine}}) {
+		t.Error("an aggregated role on apiwarden's kinds is not recognised")
+	}
+	for name, r := range map[string]*rbacv1.ClusterRole{
+		"not aggregated": {ObjectMeta: metav1.ObjectMeta{Name: "x-edit"}, Rules: []rbacv1.PolicyRule{mine}},
+		"secrets":        {ObjectMeta: metav1.ObjectMeta{Name: "x-edit", Labels: aggregated}, Rules: []rbacv1.PolicyRule{mine, {APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}}},
+		"namespace edit": {ObjectMeta: metav1.ObjectMeta{Name: "x-baseline-reader"}, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "update"}}}},
+		"no rules":       {ObjectMeta: metav1.ObjectMeta{Name: "x-baseline-reader"}},
+	} {
+		if forUsers(r) {
+			t.Errorf("%s: %+v passes as a role for people", name, r.Rules)
 		}
 	}
 }

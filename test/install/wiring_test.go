@@ -267,8 +267,8 @@ func checkWiring(in *install) []error {
 		subjectsOK("RoleBinding", b.Name, b.Subjects)
 	}
 	for _, r := range in.clusterRoles {
-		if isMetricsReader(r) {
-			continue // bound by the cluster's operators to Prometheus
+		if isMetricsReader(r) || forUsers(r) {
+			continue // bound by the cluster's operators, or aggregated into view/edit/admin
 		}
 		if !slices.ContainsFunc(in.crBindings, func(b *rbacv1.ClusterRoleBinding) bool { return b.RoleRef.Name == r.Name }) {
 			fail("ClusterRole %s is bound to nothing", r.Name)
