@@ -3,6 +3,7 @@ package install
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -23,21 +24,26 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	const release, namespace = "aw-life", "aw-life-system"
-	helm := func(args ...string) {
+	helm := func(args ...string) string {
 		t.Helper()
 		// The repository settings and cache stay out of the user's home.
 		args = append(args, "--kubeconfig", kubeconfig, "--namespace", namespace,
 			"--repository-config", filepath.Join(dir, "repositories.yaml"), "--repository-cache", filepath.Join(dir, "cache"))
-		if out, err := run(helmPath, args...); err != nil {
+		out, err := run(helmPath, args...)
+		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
+		return string(out)
 	}
 	ctx := context.Background()
 	deployment := func(name string) error {
 		return k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &appsv1.Deployment{})
 	}
 
-	helm("install", release, chartDir, "--create-namespace", "--set", "defaultBaseline.mode=Audit", "--set", "defaultBaseline.name=helm-life")
+	notes := helm("install", release, chartDir, "--create-namespace", "--set", "defaultBaseline.mode=Audit", "--set", "defaultBaseline.name=helm-life")
+	if !strings.Contains(notes, "--clusterrole="+release+"-apiwarden-metrics-reader") {
+		t.Errorf("the install notes do not say how to let Prometheus scrape:\n%s", notes)
+	}
 	t.Cleanup(func() {
 		// A failed test must not leave the webhook configuration behind.
 		vwc := &unstructured.Unstructured{}
