@@ -34,6 +34,17 @@ manifests: ## Generate the CRDs (config/crd/bases) and RBAC (config/rbac/role.ya
 		output:rbac:artifacts:config=config/rbac/policyreport-crd-installer
 	@$(MAKE) --no-print-directory chart-crds
 
+PROMETHEUS_OPERATOR_VERSION := v0.85.0
+.PHONY: monitoring-crds
+monitoring-crds: ## Refresh the ServiceMonitor and PrometheusRule CRDs the chart's tests install, from the pinned prometheus-operator module.
+	@dir="$$(cd "$$(mktemp -d)" && $(GO) mod init tmp >/dev/null 2>&1 && \
+		$(GO) mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"; \
+	for kind in servicemonitors prometheusrules; do \
+	  { echo "# Copied from github.com/prometheus-operator/prometheus-operator $(PROMETHEUS_OPERATOR_VERSION),"; \
+	    echo "# example/prometheus-operator-crd/ (Apache-2.0), by 'make monitoring-crds'. Do not edit."; \
+	    cat "$$dir/example/prometheus-operator-crd/monitoring.coreos.com_$$kind.yaml"; } > test/crds/monitoring.coreos.com_$$kind.yaml; \
+	done
+
 KYVERNO_VERSION := v1.19.1
 .PHONY: policyreport-crd
 policyreport-crd: ## Refresh the embedded PolicyReport CRD from the pinned Kyverno module.
@@ -143,6 +154,7 @@ chart-crds: ## Copy the generated CRDs, ClusterRole and webhook configuration in
 	@cp config/rbac/authz/role.yaml charts/apiwarden/files/authz-role.yaml
 	@cp config/rbac/policyreport-crd-installer/role.yaml charts/apiwarden/files/policyreport-crd-installer-role.yaml
 	@cp config/webhook/manifests.yaml charts/apiwarden/files/webhooks.yaml
+	@cp config/monitoring/alerts.yaml charts/apiwarden/files/alerts.yaml
 
 chart-docs: ## Generate charts/apiwarden/README.md from the comments in values.yaml.
 	$(GO) run ./hack/chart-docs

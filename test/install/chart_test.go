@@ -338,10 +338,13 @@ func TestChartSchemaRejects(t *testing.T) {
 		"replica=3":                               "replica",
 		"gracefulShutdownTimeout=soon":            "/gracefulShutdownTimeout",
 		"webhook.excludedNamespaces={Not_A_Name}": "/webhook/excludedNamespaces/0",
+		"metrics.serviceMonitor.interval=often":   "/metrics/serviceMonitor/interval",
+		"metrics.secure=maybe":                    "/metrics/secure",
+		"policyReports.installCRD=yes":            "/policyReports/installCRD",
 	}
 	for set, want := range bad {
 		args := []string{"template", "x", chartDir, "--kube-version", kubeVersion}
-		if strings.HasPrefix(set, "replicas=") || strings.HasPrefix(set, "roles.") {
+		if strings.HasPrefix(set, "replicas=") || strings.HasPrefix(set, "roles.") || strings.HasSuffix(set, "=maybe") || strings.HasSuffix(set, "=yes") {
 			args = append(args, "--set-string", set)
 		} else {
 			args = append(args, "--set", set)
@@ -409,6 +412,7 @@ func TestChartCopiesCurrent(t *testing.T) {
 	same("config/rbac/authz/role.yaml", chartDir+"/files/authz-role.yaml")
 	same("config/rbac/policyreport-crd-installer/role.yaml", chartDir+"/files/policyreport-crd-installer-role.yaml")
 	same("config/webhook/manifests.yaml", chartDir+"/files/webhooks.yaml")
+	same("config/monitoring/alerts.yaml", chartDir+"/files/alerts.yaml")
 }
 
 // grants reports whether a ClusterRole bound to the release namespace's
