@@ -178,6 +178,8 @@ func Params(snap Snapshot, policies []*apiwardenv1alpha1.APIPolicy, ns string) m
 		var f [7]string
 		set := func(i int, v string) { f[i] = "+" + v }
 		if len(dry) > 0 {
+			dry = slices.Clone(dry)
+			slices.Sort(dry) // in name order, whatever order the policies came in
 			set(6, strings.Join(dry, ","))
 		}
 		if w != nil {

@@ -59,6 +59,7 @@ func TestParamsLayout(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "full", Generation: 3}, Spec: apiwardenv1alpha1.APIPolicySpec{TargetRefs: ref("a"), Authentication: keys, RateLimit: limit}},
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "half"}, Spec: apiwardenv1alpha1.APIPolicySpec{TargetRefs: ref("ab"), Authentication: keys}},
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "dry"}, Spec: apiwardenv1alpha1.APIPolicySpec{TargetRefs: ref("c"), Mode: apiwardenv1alpha1.PolicyModeDryRun, Authentication: keys}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "dry2"}, Spec: apiwardenv1alpha1.APIPolicySpec{TargetRefs: ref("c"), Mode: apiwardenv1alpha1.PolicyModeDryRun, Authentication: keys}},
 	}
 	strict := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "strict"}}
 	lax := &apiwardenv1alpha1.APIBaseline{ObjectMeta: metav1.ObjectMeta{Name: "lax"}, Spec: apiwardenv1alpha1.APIBaselineSpec{Require: &apiwardenv1alpha1.BaselineRequirements{
@@ -72,7 +73,7 @@ func TestParamsLayout(t *testing.T) {
 	if f, ok := LevelFields(params, "Ingress", "shop", "ab", ""); !ok || f[2] != "+half" || f[3] != "" {
 		t.Errorf("level ab: %q, %v", f, ok)
 	}
-	if f, ok := LevelFields(params, "Ingress", "shop", "c", ""); !ok || f[6] != "+dry" || f[1] != "" {
+	if f, ok := LevelFields(params, "Ingress", "shop", "c", ""); !ok || f[6] != "+dry,dry2" || f[1] != "" {
 		t.Errorf("level c: %q, %v", f, ok)
 	}
 	if _, ok := LevelFields(params, "Ingress", "shop", "none", ""); ok {
@@ -90,7 +91,7 @@ func TestParamsLayout(t *testing.T) {
 	}
 	// The policies' order, which an informer's list does not keep, does
 	// not change the params: an unchanged namespace is not written again.
-	reversed := []*apiwardenv1alpha1.APIPolicy{ps[2], ps[1], ps[0]}
+	reversed := []*apiwardenv1alpha1.APIPolicy{ps[3], ps[2], ps[1], ps[0]}
 	if again := Params(NewMemorySnapshot([]*apiwardenv1alpha1.APIBaseline{strict, lax}, reversed, nil), reversed, "shop"); !maps.Equal(again, params) {
 		t.Errorf("the params depend on the policies' order:\n%q\n%q", params, again)
 	}
