@@ -176,11 +176,15 @@ func (r *AdmissionPolicyReconciler) Reconcile(ctx context.Context, req reconcile
 }
 
 // apply writes o unless the object there already carries the digest of
-// the same content and its spec is as apiwarden left it. A spec edited by
-// someone else (a validationActions of Audit, say), or of unknown origin,
-// is replaced whole; otherwise o is applied server-side. Each write is first
-// made as a dry run, to learn the defaulted spec whose digest the real
-// write records in liveHashAnnotation.
+// the same content and its spec is as apiwarden left it. Every write
+// carries the whole spec: a new object is created, an existing one replaced
+// with an update that names the resourceVersion apiwarden read (a stale
+// read fails with a conflict and the reconcile comes back), so neither a
+// field someone added (a match condition that never holds, say) nor one
+// apiwarden no longer wants survives, whoever owns it. Each write is first
+// made as a dry run, to learn the defaulted spec whose digest the real write
+// records in liveHashAnnotation; a live spec with another digest, or
+// without one, was edited by someone else.
 func (r *AdmissionPolicyReconciler) apply(ctx context.Context, o client.Object) error {
 	sum, err := digest(o)
 	if err != nil {
@@ -193,53 +197,44 @@ func (r *AdmissionPolicyReconciler) apply(ctx context.Context, o client.Object) 
 	default:
 		cur = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
 	}
+	kind := o.GetObjectKind().GroupVersionKind().Kind
 	err = r.Client.Get(ctx, client.ObjectKeyFromObject(o), cur)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return err
-	}
-	if err == nil {
-		live, err := specDigest(cur)
+	if apierrors.IsNotFound(err) {
+		o.SetAnnotations(map[string]string{specHashAnnotation: sum})
+		dry := o.DeepCopyObject().(client.Object)
+		if err := r.Client.Create(ctx, dry, client.DryRunAll, client.FieldOwner(render.FieldManager)); err != nil {
+			return fmt.Errorf("creating %s %s (dry run): %w", kind, o.GetName(), err)
+		}
+		live, err := specDigest(dry)
 		if err != nil {
 			return err
 		}
-		switch anns := cur.GetAnnotations(); {
-		case anns[liveHashAnnotation] != live:
-			// Edited since apiwarden wrote it: an apply would keep what
-			// others added, such as an extra exclusion, so the whole
-			// spec goes back with an update.
-			return r.replace(ctx, cur, o, sum)
-		case anns[specHashAnnotation] == sum:
-			return nil
+		o.SetAnnotations(map[string]string{specHashAnnotation: sum, liveHashAnnotation: live})
+		if err := r.Client.Create(ctx, o, client.FieldOwner(render.FieldManager)); err != nil {
+			return fmt.Errorf("creating %s %s: %w", kind, o.GetName(), err)
 		}
+		return nil
 	}
-	kind := o.GetObjectKind().GroupVersionKind().Kind
-	o.SetAnnotations(map[string]string{specHashAnnotation: sum})
-	dry := o.DeepCopyObject().(client.Object)
-	if err := r.Client.Patch(ctx, dry, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership, client.DryRunAll); err != nil {
-		return fmt.Errorf("applying %s %s (dry run): %w", kind, o.GetName(), err)
-	}
-	live, err := specDigest(dry)
 	if err != nil {
 		return err
 	}
-	o.SetAnnotations(map[string]string{specHashAnnotation: sum, liveHashAnnotation: live})
-	if err := r.Client.Patch(ctx, o, client.Apply, client.FieldOwner(render.FieldManager), client.ForceOwnership); err != nil {
-		return fmt.Errorf("applying %s %s: %w", kind, o.GetName(), err)
+	live, err := specDigest(cur)
+	if err != nil {
+		return err
 	}
-	return nil
-}
-
-// replace writes desired's labels, owners and spec over cur, the live
-// object, with an update.
-func (r *AdmissionPolicyReconciler) replace(ctx context.Context, cur, desired client.Object, sum string) error {
+	if anns := cur.GetAnnotations(); anns[liveHashAnnotation] == live && anns[specHashAnnotation] == sum {
+		return nil
+	}
+	// Changed by apiwarden's compiler or by someone else: either way
+	// the whole spec is written.
 	switch c := cur.(type) {
 	case *admissionregistrationv1.ValidatingAdmissionPolicy:
-		c.Spec = desired.(*admissionregistrationv1.ValidatingAdmissionPolicy).Spec
+		c.Spec = o.(*admissionregistrationv1.ValidatingAdmissionPolicy).Spec
 	case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
-		c.Spec = desired.(*admissionregistrationv1.ValidatingAdmissionPolicyBinding).Spec
+		c.Spec = o.(*admissionregistrationv1.ValidatingAdmissionPolicyBinding).Spec
 	}
-	cur.SetLabels(desired.GetLabels())
-	cur.SetOwnerReferences(desired.GetOwnerReferences())
+	cur.SetLabels(o.GetLabels())
+	cur.SetOwnerReferences(o.GetOwnerReferences())
 	anns := cur.GetAnnotations()
 	if anns == nil {
 		anns = map[string]string{}
@@ -247,18 +242,16 @@ func (r *AdmissionPolicyReconciler) replace(ctx context.Context, cur, desired cl
 	anns[specHashAnnotation] = sum
 	delete(anns, liveHashAnnotation)
 	cur.SetAnnotations(anns)
-	kind := desired.GetObjectKind().GroupVersionKind().Kind
 	dry := cur.DeepCopyObject().(client.Object)
-	if err := r.Client.Update(ctx, dry, client.DryRunAll); err != nil {
-		return fmt.Errorf("restoring %s %s (dry run): %w", kind, desired.GetName(), err)
+	if err := r.Client.Update(ctx, dry, client.DryRunAll, client.FieldOwner(render.FieldManager)); err != nil {
+		return fmt.Errorf("writing %s %s (dry run): %w", kind, o.GetName(), err)
 	}
-	live, err := specDigest(dry)
-	if err != nil {
+	if live, err = specDigest(dry); err != nil {
 		return err
 	}
 	anns[liveHashAnnotation] = live
-	if err := r.Client.Update(ctx, cur); err != nil {
-		return fmt.Errorf("restoring %s %s: %w", kind, desired.GetName(), err)
+	if err := r.Client.Update(ctx, cur, client.FieldOwner(render.FieldManager)); err != nil {
+		return fmt.Errorf("writing %s %s: %w", kind, o.GetName(), err)
 	}
 	return nil
 }

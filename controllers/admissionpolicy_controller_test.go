@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
@@ -463,7 +465,7 @@ func TestGuardFollowsExemptionExpiry(t *testing.T) {
 // annotation alone, which the edit leaves as it was, does not hide it.
 func TestCompiledPolicyEditsReverted(t *testing.T) {
 	ctx := context.Background()
-	ns, _ := celNamespace(t, "edited")
+	ns, b := celNamespace(t, "edited")
 	key := client.ObjectKey{Name: exposure.AdmissionPolicyName(ns, "Ingress")}
 	var binding admissionregistrationv1.ValidatingAdmissionPolicyBinding
 	eventually(t, "the compiled binding", func() bool { return k8s.Get(ctx, key, &binding) == nil })
@@ -479,6 +481,20 @@ func TestCompiledPolicyEditsReverted(t *testing.T) {
 	eventually(t, "the binding denying again", func() bool {
 		var got admissionregistrationv1.ValidatingAdmissionPolicyBinding
 		return k8s.Get(ctx, key, &got) == nil && len(got.Spec.ValidationActions) == 1 && got.Spec.ValidationActions[0] == admissionregistrationv1.Deny
+	})
+	// After the restore, the compiler's next change is written whole: the
+	// actions become exactly [Warn] (an apply over the restored fields,
+	// which the restore's update owns, would have asked for [Deny, Warn]
+	// and been refused).
+	updateBaseline(t, b, func(s *apiwardenv1alpha1.APIBaselineSpec) { s.EnforcementAction = apiwardenv1alpha1.EnforcementActionWarn })
+	eventually(t, "the binding warning, and only warning", func() bool {
+		var got admissionregistrationv1.ValidatingAdmissionPolicyBinding
+		return k8s.Get(ctx, key, &got) == nil && slices.Equal(got.Spec.ValidationActions, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn})
+	})
+	updateBaseline(t, b, func(s *apiwardenv1alpha1.APIBaselineSpec) { s.EnforcementAction = apiwardenv1alpha1.EnforcementActionDeny })
+	eventually(t, "the binding denying after the baseline's change back", func() bool {
+		var got admissionregistrationv1.ValidatingAdmissionPolicyBinding
+		return k8s.Get(ctx, key, &got) == nil && slices.Equal(got.Spec.ValidationActions, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny})
 	})
 
 	// The policy: failurePolicy Ignore, its validation neutered and
@@ -591,5 +607,42 @@ func TestCompiledPolicyEditRevertedAfterRestart(t *testing.T) {
 	}
 	if !equality.Semantic.DeepEqual(got.Spec, want) {
 		t.Errorf("after a restart the edited policy was not restored:\ngot  %+v\nwant %+v", got.Spec, want)
+	}
+
+	// A stale read: the reconciler sees the policy as it was before an
+	// edit, while its compiled content changes. Its write must fail on the
+	// resourceVersion instead of recording the edit as its own.
+	stale := got.DeepCopy()
+	got.Spec.MatchConditions = []admissionregistrationv1.MatchCondition{{Name: "off", Expression: "false"}}
+	if err := k8s.Update(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	direct, err := client.NewWithWatch(env.Config, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	staleReader := interceptor.NewClient(direct, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if v, ok := obj.(*admissionregistrationv1.ValidatingAdmissionPolicy); ok && key.Name == name {
+				stale.DeepCopyInto(v)
+				return nil
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+	})
+	changed := desired()
+	changed.Spec.Validations[0].Message = "TLS, please"
+	if err := (&controllers.AdmissionPolicyReconciler{Client: staleReader}).ApplyCompiled(ctx, changed); !apierrors.IsConflict(err) {
+		t.Fatalf("a write from a stale read: %v, want a conflict", err)
+	}
+	// The next reconcile, reading the edit, writes the whole spec.
+	if err := after.ApplyCompiled(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: name}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Spec.MatchConditions) != 0 || got.Spec.Validations[0].Message != "TLS, please" {
+		t.Errorf("after the stale write was refused, the policy is %+v", got.Spec)
 	}
 }
