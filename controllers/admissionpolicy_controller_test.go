@@ -486,12 +486,16 @@ func TestCompiledPolicyEditsReverted(t *testing.T) {
 	// actions become exactly [Warn] (an apply over the restored fields,
 	// which the restore's update owns, would have asked for [Deny, Warn]
 	// and been refused).
-	updateBaseline(t, b, func(s *apiwardenv1alpha1.APIBaselineSpec) { s.EnforcementAction = apiwardenv1alpha1.EnforcementActionWarn })
+	updateBaseline(t, b, func(s *apiwardenv1alpha1.APIBaselineSpec) {
+		s.EnforcementAction = apiwardenv1alpha1.EnforcementActionWarn
+	})
 	eventually(t, "the binding warning, and only warning", func() bool {
 		var got admissionregistrationv1.ValidatingAdmissionPolicyBinding
 		return k8s.Get(ctx, key, &got) == nil && slices.Equal(got.Spec.ValidationActions, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn})
 	})
-	updateBaseline(t, b, func(s *apiwardenv1alpha1.APIBaselineSpec) { s.EnforcementAction = apiwardenv1alpha1.EnforcementActionDeny })
+	updateBaseline(t, b, func(s *apiwardenv1alpha1.APIBaselineSpec) {
+		s.EnforcementAction = apiwardenv1alpha1.EnforcementActionDeny
+	})
 	eventually(t, "the binding denying after the baseline's change back", func() bool {
 		var got admissionregistrationv1.ValidatingAdmissionPolicyBinding
 		return k8s.Get(ctx, key, &got) == nil && slices.Equal(got.Spec.ValidationActions, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny})
