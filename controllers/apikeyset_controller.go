@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -115,7 +116,28 @@ func (r *APIKeySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.crds.gate("ReferenceGrants of key deliveries", []string{crdName(gatewayv1.SchemeGroupVersion.WithKind("ReferenceGrant"))}, func() error {
 		return r.ctrl.Watch(source.Kind(r.cache, client.Object(&gatewayv1.ReferenceGrant{}), handler.EnqueueRequestsFromMapFunc(r.grantedKeySets)))
 	})
-	return nil
+	// The pepper exists from the leader's start, not from the first
+	// APIKeySet: the authz service only reads it, and is not ready
+	// without it.
+	return mgr.Add(manager.RunnableFunc(r.ensurePepperAtStart))
+}
+
+// ensurePepperAtStart creates the pepper Secret if it is missing, retrying
+// until it succeeds or the manager stops. It runs on the elected leader.
+func (r *APIKeySetReconciler) ensurePepperAtStart(ctx context.Context) error {
+	log := ctrl.LoggerFrom(ctx).WithName("pepper")
+	for wait := time.Duration(0); ; wait = min(max(2*wait, time.Second), time.Minute) {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		if _, err := keystore.EnsurePepper(ctx, r.Client, r.Reader, r.Namespace); err != nil {
+			log.Error(err, "Creating the pepper Secret; retrying", "namespace", r.Namespace)
+			continue
+		}
+		return nil
+	}
 }
 
 // crdChanged starts the ReferenceGrant watch once its CRD exists, and then

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/apiwarden/apiwarden/internal/keystore"
 	"github.com/apiwarden/apiwarden/internal/testenv"
 )
 
@@ -79,6 +80,11 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 	kubeconfig, k8s := cp.Kubeconfig, cp.Client
 	certDir, caPEM := testenv.CertDir(t)
 	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apiwarden-system"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The authz role reads the pepper the controllers role creates; this
+	// replica runs no controllers.
+	if _, err := keystore.EnsurePepper(context.Background(), k8s, k8s, "apiwarden-system"); err != nil {
 		t.Fatal(err)
 	}
 	addrs := freeAddrs(t, 5)

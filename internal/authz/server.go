@@ -281,9 +281,10 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 }
 
-// load waits for the informers, then loads the pepper (creating it if this
-// replica is first, as the APIKeySet controller would) and re-reads it every
-// minute in case it is recreated.
+// load waits for the informers, then loads the pepper, which the
+// controllers role creates (this service only reads it, so its account
+// needs no Secret create), and re-reads it every minute in case it is
+// recreated.
 func (s *Service) load(ctx context.Context, hs *health.Server) {
 	if !toolscache.WaitForCacheSync(ctx.Done(), func() bool {
 		for _, i := range s.informers {
@@ -303,9 +304,13 @@ func (s *Service) load(ctx context.Context, hs *health.Server) {
 			return
 		case <-time.After(wait):
 		}
-		p, err := keystore.EnsurePepper(ctx, s.client, s.reader, s.opts.Namespace)
+		p, err := keystore.LoadPepper(ctx, s.reader, s.opts.Namespace)
 		if err != nil {
-			s.log.Error(err, "Loading the pepper; checks answer 503 until it loads")
+			if apierrors.IsNotFound(err) {
+				s.log.Info("Waiting for the controllers to create the pepper Secret; checks answer 503 until it loads", "namespace", s.opts.Namespace, "secret", keystore.PepperSecret)
+			} else {
+				s.log.Error(err, "Loading the pepper; checks answer 503 until it loads")
+			}
 			wait = 5 * time.Second
 			continue
 		}

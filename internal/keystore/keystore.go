@@ -133,25 +133,32 @@ func IsHashStoreOf(s metav1.Object) (keySet string, ok bool) {
 }
 
 // EnsurePepper returns the pepper, creating its Secret in namespace on first
-// use. The APIKeySet controller and the authz service both call it; the
-// create is idempotent (AlreadyExists means another replica won, and its
-// pepper is read back).
+// use. Only the controllers role calls it (at start, and before issuing
+// keys); the create is idempotent (AlreadyExists means another replica won,
+// and its pepper is read back).
 func EnsurePepper(ctx context.Context, w client.Writer, r client.Reader, namespace string) ([]byte, error) {
-	key := client.ObjectKey{Namespace: namespace, Name: PepperSecret}
-	var s corev1.Secret
-	err := r.Get(ctx, key, &s)
+	p, err := LoadPepper(ctx, r, namespace)
 	if apierrors.IsNotFound(err) {
-		p := make([]byte, keys.MinPepperLen)
-		if _, err := rand.Read(p); err != nil {
+		fresh := make([]byte, keys.MinPepperLen)
+		if _, err := rand.Read(fresh); err != nil {
 			return nil, err
 		}
-		s = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: PepperSecret}, Data: map[string][]byte{PepperField: p}}
+		s := corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: PepperSecret}, Data: map[string][]byte{PepperField: fresh}}
 		if err := w.Create(ctx, &s); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("creating the pepper Secret %s: %w", key, err)
+			return nil, fmt.Errorf("creating the pepper Secret %s/%s: %w", namespace, PepperSecret, err)
 		}
-		err = r.Get(ctx, key, &s)
+		return LoadPepper(ctx, r, namespace)
 	}
-	if err != nil {
+	return p, err
+}
+
+// LoadPepper reads the pepper without ever creating it: the authz service,
+// whose account may not create Secrets, waits for the controllers to. A
+// missing Secret is a NotFound error (apierrors.IsNotFound).
+func LoadPepper(ctx context.Context, r client.Reader, namespace string) ([]byte, error) {
+	key := client.ObjectKey{Namespace: namespace, Name: PepperSecret}
+	var s corev1.Secret
+	if err := r.Get(ctx, key, &s); err != nil {
 		return nil, fmt.Errorf("reading the pepper Secret %s: %w", key, err)
 	}
 	p := s.Data[PepperField]

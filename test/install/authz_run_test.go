@@ -25,11 +25,12 @@ import (
 // authz.separateDeployment=true and runs two manager binaries as the chart's
 // two ServiceAccounts, each authorised by nothing but the chart's RBAC: the
 // controllers as the manager's account, the authz service as its own. The
-// authz service must create the pepper or read the controllers', verify a
+// authz service must read the pepper the controllers create, verify a
 // delivered key through forward-auth, write the key's use to the APIKeySet's
 // status on shutdown, serve metrics to an authorised token, and never be
 // refused; its account must not be able to write what only the controllers
-// write.
+// write, nor any Secret. The pepper is the controllers': the authz service
+// only reads it.
 func TestAuthzRunsWithItsOwnRBAC(t *testing.T) {
 	helmPath = tool(t, "helm")
 	const release, namespace, apps = "aw-authzrun", "aw-authzrun-system", "authzrun"
@@ -121,10 +122,13 @@ func TestAuthzRunsWithItsOwnRBAC(t *testing.T) {
 		return err == nil && code == http.StatusOK && len(body) > 0
 	})
 
-	// What the authz account may not do: write Secrets outside its own
-	// namespace, or anything the controllers write.
+	// What the authz account may not do: write any Secret (in its own
+	// namespace that would let it mint a token for the manager's account),
+	// or anything the controllers write.
 	azUser := "system:serviceaccount:" + namespace + ":" + fullname + "-authz"
 	for _, attr := range []struct{ ns, group, resource, verb string }{
+		{namespace, "", "secrets", "create"},
+		{namespace, "", "serviceaccounts/token", "create"},
 		{apps, "", "secrets", "create"},
 		{apps, "", "secrets", "update"},
 		{apps, "apiwarden.io", "apikeysets", "update"},
@@ -136,9 +140,6 @@ func TestAuthzRunsWithItsOwnRBAC(t *testing.T) {
 		if allowed(t, azUser, attr.ns, attr.group, attr.resource, attr.verb) {
 			t.Errorf("the authz account may %s %s.%s in %q", attr.verb, attr.resource, attr.group, attr.ns)
 		}
-	}
-	if !allowed(t, azUser, namespace, "", "secrets", "create") {
-		t.Error("the authz account may not create the pepper in its own namespace")
 	}
 
 	// Its last usage report, on SIGTERM, goes to the APIKeySet's status.
