@@ -90,7 +90,7 @@ func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	roles := fs.String("roles", strings.Join(allRoles, ","),
 		"Comma-separated roles this replica runs: controllers (leader-elected reconcilers), webhook (admission), authz (ext_authz and forward-auth).")
-	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus metrics endpoint; \"0\" turns it off.")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", "", "Address of the Prometheus metrics endpoint (default :8443, or :8080 with --metrics-secure=false); \"0\" turns it off.")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", true,
 		"Serve metrics over HTTPS to authorised clients only: each scrape carries a bearer token, which the apiserver authenticates (TokenReview) and authorises for get on the non-resource URL /metrics (SubjectAccessReview). false serves plain HTTP to anyone who reaches the port.")
 	fs.StringVar(&o.metricsCertDir, "metrics-cert-dir", "",
@@ -172,6 +172,12 @@ func parseFlags(args []string) (*options, error) {
 			return nil, fmt.Errorf("--authz-forward-auth-url: %q is not a base URL such as http://authz.example:9002", u)
 		}
 	}
+	if o.metricsAddr == "" {
+		o.metricsAddr = ":8443"
+		if !o.metricsSecure {
+			o.metricsAddr = ":8080"
+		}
+	}
 	if o.metricsCertDir != "" && !o.metricsSecure {
 		return nil, errors.New("--metrics-cert-dir needs --metrics-secure: a plain HTTP endpoint serves no certificate")
 	}
@@ -197,9 +203,11 @@ const (
 // metricsOptions configures the metrics endpoint. Secure, it serves TLS
 // over HTTP/1.1 only (HTTP/2's rapid-reset and stream floods are not worth
 // it for one scrape a minute) and answers only requests whose bearer token
-// the apiserver authenticates and authorises for get on /metrics; the
-// decisions are cached for a minute, so a scrape costs the apiserver at
-// most two reviews a minute per client.
+// the apiserver authenticates and authorises for get on /metrics.
+// controller-runtime caches a token's authentication for a minute, an allow
+// for five and a deny for thirty seconds, so scraping costs the apiserver a
+// few reviews per scraper every few minutes, and a revoked binding takes up
+// to five minutes to shut a scraper out.
 func (o *options) metricsOptions() metricsserver.Options {
 	m := metricsserver.Options{BindAddress: o.metricsAddr}
 	if !o.metricsSecure {

@@ -27,10 +27,11 @@ import (
 
 func TestParseFlags(t *testing.T) {
 	cases := []struct {
-		name      string
-		args      []string
-		wantRoles []string
-		wantErr   string
+		name        string
+		args        []string
+		wantRoles   []string
+		wantErr     string
+		wantMetrics string
 	}{
 		{name: "defaults run every role", args: nil, wantRoles: []string{"controllers", "webhook", "authz"}},
 		{name: "one role", args: []string{"--roles=webhook"}, wantRoles: []string{"webhook"}},
@@ -44,6 +45,9 @@ func TestParseFlags(t *testing.T) {
 		{name: "unknown certificate mode", args: []string{"--webhook-cert-mode=vault"}, wantErr: `"vault" is neither files nor self-managed`},
 		{name: "CA shorter than two certificates", args: []string{"--webhook-cert-mode=self-managed", "--webhook-cert-validity=720h", "--webhook-ca-validity=1000h"}, wantErr: "shorter than twice the certificate validity"},
 		{name: "propagation longer than a sixth", args: []string{"--webhook-cert-mode=self-managed", "--webhook-cert-validity=1h", "--webhook-ca-propagation=20m"}, wantErr: "at most a sixth"},
+		{name: "secure metrics on 8443", args: nil, wantRoles: []string{"controllers", "webhook", "authz"}, wantMetrics: ":8443"},
+		{name: "plain metrics on 8080", args: []string{"--metrics-secure=false"}, wantRoles: []string{"controllers", "webhook", "authz"}, wantMetrics: ":8080"},
+		{name: "metrics address given", args: []string{"--metrics-secure=false", "--metrics-bind-address=127.0.0.1:9090"}, wantRoles: []string{"controllers", "webhook", "authz"}, wantMetrics: "127.0.0.1:9090"},
 		{name: "metrics certificate without TLS", args: []string{"--metrics-secure=false", "--metrics-cert-dir=/certs"}, wantErr: "--metrics-cert-dir needs --metrics-secure"},
 		{name: "negative shutdown delay", args: []string{"--shutdown-delay=-1s"}, wantErr: "cannot be negative"},
 	}
@@ -61,6 +65,9 @@ func TestParseFlags(t *testing.T) {
 			}
 			if fmt.Sprint(o.roles) != fmt.Sprint(tc.wantRoles) {
 				t.Fatalf("roles = %v, want %v", o.roles, tc.wantRoles)
+			}
+			if tc.wantMetrics != "" && o.metricsAddr != tc.wantMetrics {
+				t.Fatalf("metrics address = %q, want %q", o.metricsAddr, tc.wantMetrics)
 			}
 		})
 	}
