@@ -59,7 +59,8 @@ type objectCoverage struct {
 // coverageForbiddenHint follows a refusal: what the report reads, and the
 // roles apiwarden ships for it.
 const coverageForbiddenHint = `The report reads the APIBaselines and the namespaces' labels (the ClusterRole
-apiwarden-baseline-reader grants both), and list of Ingresses, Services,
+apiwarden-baseline-reader grants both; <release>-apiwarden-baseline-reader
+with the Helm chart), and list of Ingresses, Services,
 Gateways, HTTPRoutes, GRPCRoutes and APIPolicies in the namespaces it covers
 (the built-in view role, with apiwarden's aggregated apiwarden-view, and read
 of the Gateway API kinds). See docs/coverage.md.

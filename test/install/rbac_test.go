@@ -93,6 +93,9 @@ func forUsers(r *rbacv1.ClusterRole) bool {
 		return false
 	}
 	for _, rule := range r.Rules {
+		if len(rule.APIGroups) == 0 || len(rule.NonResourceURLs) > 0 {
+			return false
+		}
 		for _, g := range rule.APIGroups {
 			if g != "apiwarden.io" && !(g == "" && slices.Equal(rule.Resources, []string{"namespaces"}) && slices.Equal(rule.Verbs, []string{"get"})) {
 				return false
@@ -189,6 +192,7 @@ func TestRBACCheckRejects(t *testing.T) {
 		"secrets":        {ObjectMeta: metav1.ObjectMeta{Name: "x-edit", Labels: aggregated}, Rules: []rbacv1.PolicyRule{mine, {APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}}},
 		"namespace edit": {ObjectMeta: metav1.ObjectMeta{Name: "x-baseline-reader"}, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "update"}}}},
 		"no rules":       {ObjectMeta: metav1.ObjectMeta{Name: "x-baseline-reader"}},
+		"URLs":           {ObjectMeta: metav1.ObjectMeta{Name: "x-view", Labels: aggregated}, Rules: []rbacv1.PolicyRule{mine, {NonResourceURLs: []string{"*"}, Verbs: []string{"get"}}}},
 	} {
 		if forUsers(r) {
 			t.Errorf("%s: %+v passes as a role for people", name, r.Rules)
