@@ -257,32 +257,27 @@ func (r *AdmissionPolicyReconciler) apply(ctx context.Context, o client.Object) 
 }
 
 // specDigest is a short hash of an object's spec alone, as stored.
-func specDigest(o client.Object) (string, error) {
-	var spec any
-	switch x := o.(type) {
-	case *admissionregistrationv1.ValidatingAdmissionPolicy:
-		spec = x.Spec
-	case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
-		spec = x.Spec
-	}
-	data, err := json.Marshal(spec)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:12]), nil
-}
+func specDigest(o client.Object) (string, error) { return shortHash(compiledSpec(o)) }
 
 // digest is a short hash of an object's labels, owners and spec.
 func digest(o client.Object) (string, error) {
-	var spec any
+	return shortHash([]any{o.GetLabels(), o.GetOwnerReferences(), compiledSpec(o)})
+}
+
+// compiledSpec is the spec of a compiled policy or binding.
+func compiledSpec(o client.Object) any {
 	switch x := o.(type) {
 	case *admissionregistrationv1.ValidatingAdmissionPolicy:
-		spec = x.Spec
+		return x.Spec
 	case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
-		spec = x.Spec
+		return x.Spec
 	}
-	data, err := json.Marshal([]any{o.GetLabels(), o.GetOwnerReferences(), spec})
+	return nil
+}
+
+// shortHash is the first 12 bytes of the SHA-256 of v's JSON, in hex.
+func shortHash(v any) (string, error) {
+	data, err := json.Marshal(v)
 	if err != nil {
 		return "", err
 	}

@@ -61,14 +61,7 @@ func TestAuthzRunsWithItsOwnRBAC(t *testing.T) {
 		"--roles=authz", "--namespace="+namespace, "--metrics-bind-address="+metricsAddr,
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[2]),
 		"--authz-http-bind-address="+httpAddr, fmt.Sprintf("--authz-grpc-bind-address=127.0.0.1:%d", ports[4]))
-	az.until("the authz service to be ready", 90*time.Second, func(context.Context) bool {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2]))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	az.waitReady(fmt.Sprintf("127.0.0.1:%d", ports[2]))
 
 	ctx := context.Background()
 	ensureNamespace(t, apps)

@@ -63,14 +63,7 @@ func TestManagerRunsWithItsOwnRBAC(t *testing.T) {
 	)
 	ctx := context.Background()
 	until := m.until
-	until("readyz", 90*time.Second, func(context.Context) bool {
-		resp, err := http.Get("http://" + probeAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	m.waitReady(probeAddr)
 	until("the leader Lease", 30*time.Second, func(ctx context.Context) bool {
 		lease := &coordinationv1.Lease{}
 		err := k8s.Get(ctx, client.ObjectKey{Namespace: defaultNamespace, Name: "apiwarden.io"}, lease)
@@ -186,6 +179,18 @@ func startManagerAs(t *testing.T, namespace, name string, args ...string) *manag
 		}
 	}
 	return m
+}
+
+// waitReady waits until the manager's /readyz at probeAddr answers 200.
+func (m *managerRun) waitReady(probeAddr string) {
+	m.until("readyz", 90*time.Second, func(context.Context) bool {
+		resp, err := http.Get("http://" + probeAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // checkNotRefused fails the test for every request the apiserver refused.

@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -54,14 +52,7 @@ func TestSelfManagedCertificateWithChartRBAC(t *testing.T) {
 	args = append(args, fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]), "--health-probe-bind-address="+probeAddr, fmt.Sprintf("--webhook-port=%d", ports[2]))
 	m := startManagerAs(t, namespace, fullname, args...)
 
-	m.until("readyz", 90*time.Second, func(context.Context) bool {
-		resp, err := http.Get("http://" + probeAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	m.waitReady(probeAddr)
 	ctx := context.Background()
 	secret := &corev1.Secret{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: fullname + "-webhook-cert"}, secret); err != nil {

@@ -3,7 +3,6 @@ package install
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -49,14 +48,7 @@ func TestUninstallOrder(t *testing.T) {
 	m := startManagerAs(t, namespace, release+"-apiwarden",
 		"--roles=controllers", "--namespace="+namespace, "--leader-election-namespace="+namespace,
 		"--metrics-bind-address=0", "--health-probe-bind-address="+probe)
-	m.until("readyz", 90*time.Second, func(context.Context) bool {
-		resp, err := http.Get("http://" + probe + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	m.waitReady(probe)
 
 	ctx := context.Background()
 	ensureNamespace(t, apps)
