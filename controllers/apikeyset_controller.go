@@ -160,6 +160,9 @@ func (r *APIKeySetReconciler) crdChanged(ctx context.Context, o client.Object) [
 // deliveredSecretOwner maps a delivery Secret in another namespace to its
 // APIKeySet, from the owner annotation.
 func deliveredSecretOwner(_ context.Context, o client.Object) []reconcile.Request {
+	if ns, set, ok := keystore.IsHashStoreOf(o); ok {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: set}}}
+	}
 	owner, ok := annotatedOwner(o.GetAnnotations())
 	if !ok || owner.Namespace == o.GetNamespace() {
 		return nil // same namespace: the owner reference handles it
@@ -197,10 +200,15 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	if !ks.DeletionTimestamp.IsZero() {
 		// Owner references remove the Secrets in the APIKeySet's namespace;
-		// those delivered elsewhere are deleted here.
+		// those delivered elsewhere, and the hash store in apiwarden's
+		// namespace, are deleted here.
 		if controllerutil.ContainsFinalizer(&ks, Finalizer) {
 			if err := r.pruneDeliveries(ctx, &ks, true); err != nil {
 				return ctrl.Result{}, err
+			}
+			store := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: hashStoreName(&ks)}}
+			if err := r.Delete(ctx, store); client.IgnoreNotFound(err) != nil {
+				return ctrl.Result{}, fmt.Errorf("deleting the hash store: %w", err)
 			}
 			controllerutil.RemoveFinalizer(&ks, Finalizer)
 			if err := r.Update(ctx, &ks); err != nil {
@@ -209,8 +217,9 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 		return ctrl.Result{}, nil
 	}
-	if crossNamespace(&ks) && !controllerutil.ContainsFinalizer(&ks, Finalizer) {
-		// Before any Secret goes to another namespace, so none is left behind.
+	if !controllerutil.ContainsFinalizer(&ks, Finalizer) {
+		// Before any Secret goes to another namespace (the hash store
+		// always does), so none is left behind.
 		controllerutil.AddFinalizer(&ks, Finalizer)
 		if err := r.Update(ctx, &ks); err != nil {
 			return ctrl.Result{}, err
@@ -490,7 +499,7 @@ func revertFailed(next, before []keys.Consumer, failed map[string]string) []keys
 // another consumer, or belongs to something else.
 func (r *APIKeySetReconciler) inspectDeliveries(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) (refused map[string]string, delivered map[string]*corev1.Secret, err error) {
 	refused, delivered = map[string]string{}, map[string]*corev1.Secret{}
-	owner := map[string]string{ks.Namespace + "/" + hashStoreName(ks): "the hash store", r.Namespace + "/" + keystore.PepperSecret: "the pepper"}
+	owner := map[string]string{r.Namespace + "/" + hashStoreName(ks): "the hash store", r.Namespace + "/" + keystore.PepperSecret: "the pepper"}
 	sc := &secretScan{r: r.Reader, keySet: ks.Name, ns: ks.Namespace}
 	for _, c := range ks.Spec.Consumers {
 		ns, name := deliveryNamespace(ks, c), deliveryName(ks, c)
@@ -686,21 +695,14 @@ func prefixOf(ks *apiwardenv1alpha1.APIKeySet) string {
 	return "apiw"
 }
 
-func hashStoreName(ks *apiwardenv1alpha1.APIKeySet) string { return keystore.HashStoreName(ks.Name) }
-
-// Finalizer is set on APIKeySets that deliver keys into other namespaces, so
-// that those Secrets, which owner references cannot reach, are deleted with
-// the APIKeySet.
-const Finalizer = "apiwarden.io/delivery-cleanup"
-
-func crossNamespace(ks *apiwardenv1alpha1.APIKeySet) bool {
-	for _, c := range ks.Spec.Consumers {
-		if deliveryNamespace(ks, c) != ks.Namespace {
-			return true
-		}
-	}
-	return false
+func hashStoreName(ks *apiwardenv1alpha1.APIKeySet) string {
+	return keystore.HashStoreName(ks.Namespace, ks.Name)
 }
+
+// Finalizer is set on every APIKeySet, so that the Secrets owner references
+// cannot reach are deleted with it: its hash store, in apiwarden's
+// namespace, and the keys it delivered into other namespaces.
+const Finalizer = "apiwarden.io/delivery-cleanup"
 
 // deliveryNamespace is where a consumer's key is delivered.
 func deliveryNamespace(ks *apiwardenv1alpha1.APIKeySet, c apiwardenv1alpha1.Consumer) string {
@@ -734,7 +736,7 @@ func deliveryName(ks *apiwardenv1alpha1.APIKeySet, c apiwardenv1alpha1.Consumer)
 
 func (r *APIKeySetReconciler) readHashStore(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) (map[string]keystore.HashEntry, error) {
 	var s corev1.Secret
-	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ks.Namespace, Name: hashStoreName(ks)}, &s)
+	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: hashStoreName(ks)}, &s)
 	out := map[string]keystore.HashEntry{}
 	if apierrors.IsNotFound(err) {
 		return out, nil
@@ -863,11 +865,13 @@ func (r *APIKeySetReconciler) writeHashStore(ctx context.Context, ks *apiwardenv
 	if err != nil {
 		return err
 	}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ks.Namespace, Name: hashStoreName(ks)}}
+	// In apiwarden's namespace, where the authz service reads; no owner
+	// reference can cross namespaces, so the finalizer deletes it with ks.
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: hashStoreName(ks)}}
 	err = r.upsert(ctx, s, func() error {
-		s.Labels = map[string]string{keystore.LabelKeySet: ks.Name, keystore.LabelHashStore: "true"}
+		s.Labels = keystore.HashStoreLabels(ks.Namespace, ks.Name)
 		s.Data = map[string][]byte{keystore.HashesField: raw}
-		return controllerutil.SetControllerReference(ks, s, r.Scheme())
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("writing the hash store: %w", err)

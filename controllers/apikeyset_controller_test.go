@@ -157,6 +157,17 @@ func secret(t *testing.T, name string) *corev1.Secret {
 	return &s
 }
 
+// hashStore is the hash store of the current run's shop-keys, in
+// apiwarden's namespace (nil when there is none).
+func hashStore(t *testing.T) *corev1.Secret {
+	t.Helper()
+	var s corev1.Secret
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: envNS, Name: keystore.HashStoreName(ns, "shop-keys")}, &s); err != nil {
+		return nil
+	}
+	return &s
+}
+
 // verifier builds a verifier from the hash store, as the authz service will.
 func verifier(t *testing.T) *keys.Verifier {
 	t.Helper()
@@ -164,7 +175,7 @@ func verifier(t *testing.T) *keys.Verifier {
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: envNS, Name: keystore.PepperSecret}, &pepper); err != nil {
 		t.Fatal(err)
 	}
-	store := secret(t, "shop-keys-apiwarden-hashes")
+	store := hashStore(t)
 	if store == nil {
 		t.Fatal("no hash store")
 	}
@@ -333,7 +344,7 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 	seen = append(seen, orphan)
 	// As the reconciler does before delivering: the hash goes in first.
 	oh := keys.HashKey(pepper.Data[keystore.PepperField], orphan)
-	hs := secret(t, "shop-keys-apiwarden-hashes")
+	hs := hashStore(t)
 	var entries []keystore.HashEntry
 	if err := json.Unmarshal(hs.Data[keystore.HashesField], &entries); err != nil {
 		t.Fatal(err)
@@ -380,12 +391,12 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 	seen = append(seen, orphan)
 
 	// A deleted hash store is rebuilt from the delivered keys.
-	if err := k8s.Delete(ctx, secret(t, "shop-keys-apiwarden-hashes")); err != nil {
+	if err := k8s.Delete(ctx, hashStore(t)); err != nil {
 		t.Fatal(err)
 	}
 	touch(t, nil)
 	eventually(t, "the hash store rebuilt", func() bool {
-		if secret(t, "shop-keys-apiwarden-hashes") == nil {
+		if hashStore(t) == nil {
 			return false
 		}
 		_, err := verifier(t).Verify(orphan, fake.Now())
@@ -407,7 +418,7 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	status, _ := json.Marshal(ks.Status)
-	store := secret(t, "shop-keys-apiwarden-hashes")
+	store := hashStore(t)
 	var events corev1.EventList
 	if err := k8s.List(ctx, &events, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
@@ -435,12 +446,26 @@ func TestAPIKeySetLifecycle(t *testing.T) {
 func TestDeliveryRefusals(t *testing.T) {
 	ctx := context.Background()
 	newNamespace(t)
+	// apiwarden's namespace grants this namespace's key sets every Secret
+	// name: the hash store's must still be refused.
+	grant := &gatewayv1.ReferenceGrant{
+		ObjectMeta: metav1.ObjectMeta{Namespace: envNS, Name: "keys-from-" + ns},
+		Spec: gatewayv1.ReferenceGrantSpec{
+			From: []gatewayv1.ReferenceGrantFrom{{Group: "apiwarden.io", Kind: "APIKeySet", Namespace: gatewayv1.Namespace(ns)}},
+			To:   []gatewayv1.ReferenceGrantTo{{Group: "", Kind: "Secret"}},
+		},
+	}
+	if err := k8s.Create(ctx, grant); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), grant) })
+	store := keystore.HashStoreName(ns, "shop-keys")
 	ks := &apiwardenv1alpha1.APIKeySet{
 		ObjectMeta: metav1.ObjectMeta{Name: "shop-keys", Namespace: ns},
 		Spec: apiwardenv1alpha1.APIKeySetSpec{Consumers: []apiwardenv1alpha1.Consumer{
 			{Name: "local"},
 			{Name: "remote", SecretRef: &apiwardenv1alpha1.SecretDelivery{Namespace: "elsewhere"}},
-			{Name: "apiwarden-hashes"}, // its Secret would be the hash store
+			{Name: "hashes", SecretRef: &apiwardenv1alpha1.SecretDelivery{Namespace: envNS, Name: store}}, // the hash store
 			{Name: "twin", SecretRef: &apiwardenv1alpha1.SecretDelivery{Name: "shop-keys-local"}},
 		}},
 	}
@@ -451,7 +476,7 @@ func TestDeliveryRefusals(t *testing.T) {
 		_ = k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks)
 		c := meta.FindStatusCondition(ks.Status.Conditions, apiwardenv1alpha1.ConditionReady)
 		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "consumer remote gets no new key: namespace elsewhere does not grant it: create a ReferenceGrant there from APIKeySet (group apiwarden.io) in namespace "+ns+" to Secret shop-keys-remote") &&
-			strings.Contains(c.Message, `consumer apiwarden-hashes gets no new key: its Secret "shop-keys-apiwarden-hashes" is already the hash store`) &&
+			strings.Contains(c.Message, `consumer hashes gets no new key: its Secret "`+envNS+`/`+store+`" is already the hash store`) &&
 			strings.Contains(c.Message, `consumer twin gets no new key: its Secret "shop-keys-local" is already consumer local's`)
 	})
 	if k, _ := keyOf(t, "local"); k == "" {

@@ -47,16 +47,14 @@ func hashStore(t testing.TB, ns, set string, ks ...testKey) (*corev1.Secret, map
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctrl := true
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: ns, Name: keystore.HashStoreName(set),
-			Labels:          map[string]string{keystore.LabelKeySet: set, keystore.LabelHashStore: "true"},
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apiwarden.io/v1alpha1", Kind: "APIKeySet", Name: set, UID: "u", Controller: &ctrl}},
-		},
-		Data: map[string][]byte{keystore.HashesField: raw},
+		ObjectMeta: metav1.ObjectMeta{Namespace: testHome, Name: keystore.HashStoreName(ns, set), Labels: keystore.HashStoreLabels(ns, set)},
+		Data:       map[string][]byte{keystore.HashesField: raw},
 	}, plain
 }
+
+// testHome is apiwarden's namespace in these tests: where hash stores live.
+const testHome = "apiwarden-system"
 
 func testPolicy(mutate func(*apiwardenv1alpha1.APIPolicySpec)) *apiwardenv1alpha1.APIPolicy {
 	p := &apiwardenv1alpha1.APIPolicy{
@@ -76,7 +74,7 @@ func testPolicy(mutate func(*apiwardenv1alpha1.APIPolicySpec)) *apiwardenv1alpha
 
 func newTestStore(t testing.TB, p *apiwardenv1alpha1.APIPolicy, ks ...testKey) (*Store, map[string]string) {
 	t.Helper()
-	s := NewStore(NewMetrics(nil))
+	s := NewStore(testHome, NewMetrics(nil))
 	if err := s.SetPepper(testPepper); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +196,7 @@ func TestCheckWithoutRulesAndDryRun(t *testing.T) {
 }
 
 func TestNotReadyUntilSyncedAndPeppered(t *testing.T) {
-	s := NewStore(nil)
+	s := NewStore(testHome, nil)
 	s.UpsertPolicy(testPolicy(nil))
 	in := req("GET", "/", http.Header{})
 	if r := s.Check(in, time.Now()); r.Code != NotReady || r.Code.Status() != 503 {
@@ -224,19 +222,27 @@ func TestHashStoreTrust(t *testing.T) {
 	now := time.Now()
 	sec, plain := hashStore(t, "shop", "clients", testKey{consumer: "app"})
 	k = plain
+	// A namespace user may write Secrets in their namespace, labels and
+	// all: only apiwarden's namespace is trusted.
 	forged := sec.DeepCopy()
-	forged.OwnerReferences = nil
+	forged.Namespace = "shop"
 	if err := s.UpsertHashStore(forged); err != nil {
 		t.Fatal(err)
 	}
 	if r := s.Check(req("GET", "/", withKey(k["app"])), now); r.Code != KeyUnknown {
-		t.Fatalf("a hash store without the APIKeySet controller reference was trusted: %s", r.Code)
+		t.Fatalf("a hash store outside apiwarden's namespace was trusted: %s", r.Code)
 	}
 	renamed := sec.DeepCopy()
 	renamed.Name = "clients-copy"
 	_ = s.UpsertHashStore(renamed)
 	if r := s.Check(req("GET", "/", withKey(k["app"])), now); r.Code != KeyUnknown {
 		t.Fatalf("a hash store with the wrong name was trusted: %s", r.Code)
+	}
+	relabelled := sec.DeepCopy()
+	relabelled.Labels[keystore.LabelKeySetNamespace] = "other"
+	_ = s.UpsertHashStore(relabelled)
+	if r := s.Check(req("GET", "/", withKey(k["app"])), now); r.Code != KeyUnknown {
+		t.Fatalf("a hash store whose labels name another key set was trusted: %s", r.Code)
 	}
 	if err := s.UpsertHashStore(sec); err != nil {
 		t.Fatal(err)
@@ -376,7 +382,7 @@ func FuzzForwardAuth(f *testing.F) {
 // A DryRun policy rendered into Envoy never blocks, even when the service
 // cannot decide: not ready yet, or the policy not yet known.
 func TestGRPCDryRunModeNeverBlocks(t *testing.T) {
-	s := NewStore(nil)
+	s := NewStore(testHome, nil)
 	g := NewGRPCServer(s, time.Now)
 	check := func(mode string) *authv3.CheckResponse {
 		t.Helper()
@@ -427,7 +433,7 @@ func TestGRPCDryRunModeNeverBlocks(t *testing.T) {
 // does not know the policy, or gets no original URI. Without the mode, or
 // with another, it refuses as before.
 func TestHTTPDryRunModeNeverBlocks(t *testing.T) {
-	s := NewStore(nil)
+	s := NewStore(testHome, nil)
 	h := HTTPHandler(s, time.Now)
 	check := func(query string, withURI bool) *httptest.ResponseRecorder {
 		t.Helper()

@@ -85,11 +85,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*Service, error) {
 		o.Now = time.Now
 	}
 	s := &Service{
-		opts: o, store: NewStore(NewMetrics(o.Registerer)),
+		opts: o, store: NewStore(o.Namespace, NewMetrics(o.Registerer)),
 		reader: mgr.GetAPIReader(), client: mgr.GetClient(), log: mgr.GetLogger().WithName("authz"),
 	}
 	secrets, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
+		// Hash stores live in apiwarden's namespace: the service reads no
+		// Secret anywhere else, and needs no cluster-wide Secret access.
+		DefaultNamespaces:    map[string]cache.Config{o.Namespace: {}},
 		DefaultLabelSelector: labels.SelectorFromSet(labels.Set{keystore.LabelHashStore: "true"}),
 		DefaultTransform:     cache.TransformStripManagedFields(),
 	})
@@ -112,8 +115,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*Service, error) {
 		UpdateFunc: func(_, obj any) { s.upsertSecret(obj) },
 		DeleteFunc: func(obj any) {
 			if sec, ok := unwrap(obj).(*corev1.Secret); ok {
-				if set, ok := keystore.IsHashStoreOf(sec); ok {
-					s.store.DeleteHashStore(sec.Namespace, set)
+				if ns, set, ok := keystore.IsHashStoreOf(sec); ok {
+					s.store.DeleteHashStore(ns, set)
 				}
 			}
 		},

@@ -74,12 +74,15 @@ type Store struct {
 	synced   atomic.Bool
 	metrics  *Metrics
 	failures *failureTracker
+	// home is apiwarden's namespace: only hash stores there are trusted.
+	home string
 }
 
-// NewStore returns an empty store. Until SetPepper and MarkSynced are called
-// every check answers 503.
-func NewStore(m *Metrics) *Store {
-	s := &Store{usage: map[string]*usage{}, metrics: m, failures: newFailureTracker(4096)}
+// NewStore returns an empty store that trusts the hash stores of home,
+// apiwarden's namespace. Until SetPepper and MarkSynced are called every
+// check answers 503.
+func NewStore(home string, m *Metrics) *Store {
+	s := &Store{usage: map[string]*usage{}, metrics: m, failures: newFailureTracker(4096), home: home}
 	s.cur.Store(&snapshot{policies: map[string]*policy{}, sets: map[string]*keySet{}})
 	return s
 }
@@ -128,24 +131,26 @@ func (s *Store) DeletePolicy(namespace, name string) {
 	})
 }
 
-// UpsertHashStore indexes a hash store Secret. A Secret that is not a hash
-// store written by the APIKeySet controller is ignored; a corrupt one removes
-// the key set's keys (fail closed) and returns the reason.
+// UpsertHashStore indexes a hash store Secret (of apiwarden's namespace,
+// the only one the service reads), under the key set its labels name. A
+// Secret that is not a hash store written by the APIKeySet controller is
+// ignored; a corrupt one removes the key set's keys (fail closed) and
+// returns the reason.
 func (s *Store) UpsertHashStore(sec *corev1.Secret) error {
-	name, ok := keystore.IsHashStoreOf(sec)
-	if !ok {
+	namespace, name, ok := keystore.IsHashStoreOf(sec)
+	if !ok || sec.Namespace != s.home {
 		return nil
 	}
 	entries, err := keystore.Decode(sec)
 	if err != nil {
-		s.DeleteHashStore(sec.Namespace, name)
+		s.DeleteHashStore(namespace, name)
 		return err
 	}
-	ks := &keySet{namespace: sec.Namespace, name: name, byHash: make(map[keys.Hash]*keyEntry, len(entries))}
+	ks := &keySet{namespace: namespace, name: name, byHash: make(map[keys.Hash]*keyEntry, len(entries))}
 	s.mu.Lock()
 	for _, e := range entries {
 		h, _ := keys.ParseHash(e.Hash) // Decode checked it
-		ke := &keyEntry{hash: h, id: e.ID, consumer: e.Consumer, roles: slices.Clone(e.Roles), usage: s.usageLocked(sec.Namespace, name, e.Consumer, e.ID)}
+		ke := &keyEntry{hash: h, id: e.ID, consumer: e.Consumer, roles: slices.Clone(e.Roles), usage: s.usageLocked(namespace, name, e.Consumer, e.ID)}
 		if e.NotAfter != nil {
 			ke.notAfter = e.NotAfter.UnixNano()
 		}
@@ -154,7 +159,7 @@ func (s *Store) UpsertHashStore(sec *corev1.Secret) error {
 	s.mu.Unlock()
 	s.update(func(n *snapshot) {
 		n.sets = maps.Clone(n.sets)
-		n.sets[sec.Namespace+"/"+name] = ks
+		n.sets[namespace+"/"+name] = ks
 	})
 	s.pruneUsage()
 	return nil

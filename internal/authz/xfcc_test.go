@@ -53,7 +53,7 @@ func FuzzXFCCConsumer(f *testing.F) {
 // from the verified certificate the gateway forwards, and the authorization
 // rules apply to it.
 func TestCheckClientCertificate(t *testing.T) {
-	s := NewStore(nil)
+	s := NewStore(testHome, nil)
 	s.MarkSynced()
 	if err := s.SetPepper(testPepper); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,8 +32,11 @@ const (
 	LabelKeySet   = "apiwarden.io/apikeyset"
 	LabelConsumer = "apiwarden.io/consumer"
 	// LabelHashStore marks the Secret holding a key set's hashes; the authz
-	// service caches only Secrets with this label.
+	// service caches only Secrets with this label, in apiwarden's namespace.
 	LabelHashStore = "apiwarden.io/hash-store"
+	// LabelKeySetNamespace names, on a hash store, the namespace of its
+	// APIKeySet (LabelKeySet names the set).
+	LabelKeySetNamespace = "apiwarden.io/apikeyset-namespace"
 	// AnnotationOwner names, on a delivery Secret, the APIKeySet that wrote it
 	// as "<namespace>/<name>/<uid>": Secrets delivered into another namespace
 	// cannot carry an owner reference.
@@ -69,8 +71,16 @@ type HashEntry struct {
 	NotAfter *time.Time `json:"notAfter,omitempty"`
 }
 
-// HashStoreName is the name of the hash store of the named APIKeySet.
-func HashStoreName(keySet string) string { return keySet + "-apiwarden-hashes" }
+// HashStoreName is the name of the hash store of APIKeySet namespace/keySet.
+// Hash stores live in apiwarden's own namespace, so that the authz service
+// reads Secrets there only; a namespace name has no dot, so the name is
+// unambiguous.
+func HashStoreName(namespace, keySet string) string { return namespace + "." + keySet + ".hashes" }
+
+// HashStoreLabels are the labels of the hash store of namespace/keySet.
+func HashStoreLabels(namespace, keySet string) map[string]string {
+	return map[string]string{LabelKeySet: keySet, LabelKeySetNamespace: namespace, LabelHashStore: "true"}
+}
 
 // Decode returns the entries of a hash store Secret. Every entry is checked:
 // a hash that is not 64 hex digits, an ID that is not the hash's fingerprint
@@ -116,20 +126,17 @@ func Entries(s *corev1.Secret) ([]keys.Entry, error) {
 }
 
 // IsHashStoreOf reports whether s is the hash store that the APIKeySet
-// controller wrote for a key set: the right name, the label and a controller
-// reference to an APIKeySet of that name. It returns the key set's name.
-// Anything else with the label (a Secret someone copied or forged) is not
-// trusted.
-func IsHashStoreOf(s metav1.Object) (keySet string, ok bool) {
-	keySet = s.GetLabels()[LabelKeySet]
-	if keySet == "" || s.GetLabels()[LabelHashStore] != "true" || s.GetName() != HashStoreName(keySet) {
-		return "", false
+// controller wrote for a key set: the labels, and the name they imply. It
+// returns the key set's namespace and name. The authz service reads Secrets
+// in apiwarden's namespace only, where no one but apiwarden and the
+// cluster's administrators may write: a Secret elsewhere is never asked.
+func IsHashStoreOf(s metav1.Object) (namespace, keySet string, ok bool) {
+	l := s.GetLabels()
+	namespace, keySet = l[LabelKeySetNamespace], l[LabelKeySet]
+	if namespace == "" || keySet == "" || l[LabelHashStore] != "true" || s.GetName() != HashStoreName(namespace, keySet) {
+		return "", "", false
 	}
-	ref := metav1.GetControllerOf(s)
-	if ref == nil || ref.Kind != "APIKeySet" || ref.Name != keySet || !strings.HasPrefix(ref.APIVersion, "apiwarden.io/") {
-		return "", false
-	}
-	return keySet, true
+	return namespace, keySet, true
 }
 
 // EnsurePepper returns the pepper, creating its Secret in namespace on first

@@ -115,13 +115,17 @@ func TestAuthzRunsWithItsOwnRBAC(t *testing.T) {
 		return err == nil && code == http.StatusOK && len(body) > 0
 	})
 
-	// What the authz account may not do: write any Secret (in its own
-	// namespace that would let it mint a token for the manager's account),
-	// or anything the controllers write.
+	// What the authz account may not do: read a Secret outside its own
+	// namespace (the hash stores live there), write any Secret (in its
+	// own namespace that would let it mint a token for the manager's
+	// account), or anything the controllers write.
 	azUser := "system:serviceaccount:" + namespace + ":" + fullname + "-authz"
 	for _, attr := range []struct{ ns, group, resource, verb string }{
 		{namespace, "", "secrets", "create"},
 		{namespace, "", "serviceaccounts/token", "create"},
+		{apps, "", "secrets", "get"},
+		{apps, "", "secrets", "list"},
+		{"", "", "secrets", "list"},
 		{apps, "", "secrets", "create"},
 		{apps, "", "secrets", "update"},
 		{apps, "apiwarden.io", "apikeysets", "update"},
@@ -133,6 +137,10 @@ func TestAuthzRunsWithItsOwnRBAC(t *testing.T) {
 		if allowed(t, azUser, attr.ns, attr.group, attr.resource, attr.verb) {
 			t.Errorf("the authz account may %s %s.%s in %q", attr.verb, attr.resource, attr.group, attr.ns)
 		}
+	}
+
+	if !allowed(t, azUser, namespace, "", "secrets", "list") {
+		t.Error("the authz account may not read the hash stores in its own namespace")
 	}
 
 	// Its last usage report, on SIGTERM, goes to the APIKeySet's status.

@@ -16,6 +16,7 @@ import (
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/controllers"
 	"github.com/apiwarden/apiwarden/internal/exposure"
+	"github.com/apiwarden/apiwarden/internal/keystore"
 	"github.com/apiwarden/apiwarden/internal/policyreport"
 	"github.com/apiwarden/apiwarden/internal/testenv"
 )
@@ -24,7 +25,8 @@ import (
 // manager running as the chart's account: with apiwarden still running,
 // deleting the APIBaselines and then the APIPolicies and APIKeySets leaves
 // nothing behind that only apiwarden could clean up (a key delivered into
-// another namespace, the CEL params, the PolicyReport) and no object whose
+// another namespace, the hash store in apiwarden's namespace, the CEL
+// params, the PolicyReport) and no object whose
 // finalizer would hold the CRDs' deletion once the manager is gone.
 func TestUninstallOrder(t *testing.T) {
 	helmPath = tool(t, "helm")
@@ -89,9 +91,9 @@ func TestUninstallOrder(t *testing.T) {
 		r.SetKind("PolicyReport")
 		return r
 	}
-	m.until("the delivered key, the params and the PolicyReport", 60*time.Second, func(ctx context.Context) bool {
+	m.until("the delivered key, the hash store, the params and the PolicyReport", 60*time.Second, func(ctx context.Context) bool {
 		return exists(ctx, &corev1.Secret{}, team, "api-key") && exists(ctx, &corev1.ConfigMap{}, apps, exposure.ParamsName) &&
-			exists(ctx, report(), apps, policyreport.Name)
+			exists(ctx, report(), apps, policyreport.Name) && exists(ctx, &corev1.Secret{}, namespace, keystore.HashStoreName(apps, "keys"))
 	})
 	ks := &apiwardenv1alpha1.APIKeySet{}
 	if !exists(ctx, ks, apps, "keys") || !slices.Contains(ks.Finalizers, controllers.Finalizer) {
@@ -117,7 +119,7 @@ func TestUninstallOrder(t *testing.T) {
 		}
 		return len(ps.Items)+len(kss.Items) == 0 && !exists(ctx, &apiwardenv1alpha1.APIBaseline{}, "", "uninstall") &&
 			!exists(ctx, &corev1.Secret{}, team, "api-key") && !exists(ctx, &corev1.ConfigMap{}, apps, exposure.ParamsName) &&
-			!exists(ctx, report(), apps, policyreport.Name)
+			!exists(ctx, report(), apps, policyreport.Name) && !exists(ctx, &corev1.Secret{}, namespace, keystore.HashStoreName(apps, "keys"))
 	})
 
 	// Nothing is left holding a finalizer (the lists above are empty), so

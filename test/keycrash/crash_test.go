@@ -153,7 +153,7 @@ func verifier(t *testing.T, ns string) *keys.Verifier {
 		return nil // no pepper yet: nothing verifies
 	}
 	var entries []keys.Entry
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: keystore.HashStoreName("set")}, &store); err == nil {
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: envNS, Name: keystore.HashStoreName(ns, "set")}, &store); err == nil {
 		var err error
 		if entries, err = keystore.Entries(&store); err != nil {
 			t.Fatal(err)

@@ -174,7 +174,7 @@ func seed(n int) (*authz.Store, []string, error) {
 	for i := range pepper {
 		pepper[i] = byte(i)
 	}
-	store := authz.NewStore(authz.NewMetrics(nil))
+	store := authz.NewStore("apiwarden-system", authz.NewMetrics(nil))
 	if err := store.SetPepper(pepper); err != nil {
 		return nil, nil, err
 	}
@@ -204,11 +204,9 @@ func seed(n int) (*authz.Store, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	yes := true
 	if err := store.UpsertHashStore(&corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: keystore.HashStoreName("clients"),
-			Labels:          map[string]string{keystore.LabelKeySet: "clients", keystore.LabelHashStore: "true"},
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apiwarden.io/v1alpha1", Kind: "APIKeySet", Name: "clients", UID: "x", Controller: &yes}}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apiwarden-system", Name: keystore.HashStoreName("bench", "clients"),
+			Labels: keystore.HashStoreLabels("bench", "clients")},
 		Data: map[string][]byte{keystore.HashesField: raw},
 	}); err != nil {
 		return nil, nil, err
