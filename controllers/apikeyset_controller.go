@@ -102,7 +102,7 @@ func (r *APIKeySetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&apiwardenv1alpha1.APIKeySet{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		// Secrets delivered into other namespaces have no owner reference.
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(deliveredSecretOwner), builder.OnlyMetadata).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretOwner), builder.OnlyMetadata).
 		Watches(crdMetadata(), handler.EnqueueRequestsFromMapFunc(r.crdChanged), builder.OnlyMetadata).
 		Named("apikeyset")
 	c, err := b.Build(r)
@@ -157,10 +157,14 @@ func (r *APIKeySetReconciler) crdChanged(ctx context.Context, o client.Object) [
 	return out
 }
 
-// deliveredSecretOwner maps a delivery Secret in another namespace to its
-// APIKeySet, from the owner annotation.
-func deliveredSecretOwner(_ context.Context, o client.Object) []reconcile.Request {
+// secretOwner maps the Secrets owner references cannot tie to their
+// APIKeySet: a hash store (in apiwarden's namespace, from its labels) and a
+// delivery Secret in another namespace (from the owner annotation).
+func (r *APIKeySetReconciler) secretOwner(_ context.Context, o client.Object) []reconcile.Request {
 	if ns, set, ok := keystore.IsHashStoreOf(o); ok {
+		if o.GetNamespace() != r.Namespace {
+			return nil // labels anyone may copy; only apiwarden's namespace counts
+		}
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: set}}}
 	}
 	owner, ok := annotatedOwner(o.GetAnnotations())
@@ -206,9 +210,15 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			if err := r.pruneDeliveries(ctx, &ks, true); err != nil {
 				return ctrl.Result{}, err
 			}
-			store := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: hashStoreName(&ks)}}
-			if err := r.Delete(ctx, store); client.IgnoreNotFound(err) != nil {
-				return ctrl.Result{}, fmt.Errorf("deleting the hash store: %w", err)
+			var store corev1.Secret
+			err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: hashStoreName(&ks)}, &store)
+			if client.IgnoreNotFound(err) != nil {
+				return ctrl.Result{}, fmt.Errorf("reading the hash store: %w", err)
+			}
+			if err == nil && isHashStoreFor(&store, &ks) {
+				if err := r.Delete(ctx, &store, client.Preconditions{UID: &store.UID}); client.IgnoreNotFound(err) != nil {
+					return ctrl.Result{}, fmt.Errorf("deleting the hash store: %w", err)
+				}
 			}
 			controllerutil.RemoveFinalizer(&ks, Finalizer)
 			if err := r.Update(ctx, &ks); err != nil {
@@ -521,6 +531,9 @@ func (r *APIKeySetReconciler) inspectDeliveries(ctx context.Context, ks *apiward
 		case owner[where] != "":
 			refused[c.Name] = fmt.Sprintf("its Secret %q is already %s", secretRef(ks, ns, name), owner[where])
 			continue
+		case ns == r.Namespace && strings.HasSuffix(name, ".hashes"):
+			refused[c.Name] = fmt.Sprintf("its Secret %q would take a name kept for hash stores (<namespace>.<apikeyset>.hashes)", secretRef(ks, ns, name))
+			continue
 		}
 		owner[where] = "consumer " + c.Name + "'s"
 		s, err := sc.get(ctx, ns, name)
@@ -739,10 +752,13 @@ func (r *APIKeySetReconciler) readHashStore(ctx context.Context, ks *apiwardenv1
 	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: hashStoreName(ks)}, &s)
 	out := map[string]keystore.HashEntry{}
 	if apierrors.IsNotFound(err) {
-		return out, nil
+		return r.migrateHashStore(ctx, ks)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the hash store: %w", err)
+	}
+	if !isHashStoreFor(&s, ks) {
+		return nil, fmt.Errorf("the Secret %s/%s, where the hash store goes, is not this key set's hash store", s.Namespace, s.Name)
 	}
 	entries, err := keystore.Decode(&s)
 	if err != nil {
@@ -752,6 +768,53 @@ func (r *APIKeySetReconciler) readHashStore(ctx context.Context, ks *apiwardenv1
 		out[e.ID] = e
 	}
 	return out, nil
+}
+
+// legacyHashStoreName is where builds before the hash stores moved into
+// apiwarden's namespace kept them: in the key set's namespace.
+func legacyHashStoreName(ks *apiwardenv1alpha1.APIKeySet) string { return ks.Name + "-apiwarden-hashes" }
+
+// migrateHashStore moves a hash store an earlier build wrote into the key
+// set's namespace (controlled by ks) into apiwarden's, so an upgrade loses
+// no key in its grace period, and returns its entries; with none, the store
+// is empty.
+func (r *APIKeySetReconciler) migrateHashStore(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) (map[string]keystore.HashEntry, error) {
+	out := map[string]keystore.HashEntry{}
+	var old corev1.Secret
+	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: ks.Namespace, Name: legacyHashStoreName(ks)}, &old)
+	if apierrors.IsNotFound(err) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the hash store of an earlier version: %w", err)
+	}
+	if !metav1.IsControlledBy(&old, ks) {
+		return out, nil // not one apiwarden wrote for this set
+	}
+	entries, err := keystore.Decode(&old)
+	if err != nil {
+		return nil, fmt.Errorf("the hash store of an earlier version: %w", err)
+	}
+	moved := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: hashStoreName(ks), Labels: keystore.HashStoreLabels(ks.Namespace, ks.Name)},
+		Data: map[string][]byte{keystore.HashesField: old.Data[keystore.HashesField]}}
+	if err := r.Create(ctx, moved); err != nil {
+		return nil, fmt.Errorf("moving the hash store into %s: %w", r.Namespace, err)
+	}
+	if err := r.Delete(ctx, &old, client.Preconditions{UID: &old.UID}); client.IgnoreNotFound(err) != nil {
+		return nil, fmt.Errorf("deleting the hash store of an earlier version: %w", err)
+	}
+	for _, e := range entries {
+		out[e.ID] = e
+	}
+	return out, nil
+}
+
+// isHashStoreFor reports whether s, found where ks's hash store goes, is it:
+// the labels apiwarden gives it, and nothing that makes it a delivery.
+func isHashStoreFor(s *corev1.Secret, ks *apiwardenv1alpha1.APIKeySet) bool {
+	ns, set, ok := keystore.IsHashStoreOf(s)
+	_, delivery := s.Labels[keystore.LabelConsumer]
+	return ok && ns == ks.Namespace && set == ks.Name && !delivery
 }
 
 // adoptDelivered reconciles status with what was delivered. A key found
@@ -869,6 +932,9 @@ func (r *APIKeySetReconciler) writeHashStore(ctx context.Context, ks *apiwardenv
 	// reference can cross namespaces, so the finalizer deletes it with ks.
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: hashStoreName(ks)}}
 	err = r.upsert(ctx, s, func() error {
+		if s.ResourceVersion != "" && !isHashStoreFor(s, ks) {
+			return fmt.Errorf("the Secret %s/%s exists and is not this key set's hash store", s.Namespace, s.Name)
+		}
 		s.Labels = keystore.HashStoreLabels(ks.Namespace, ks.Name)
 		s.Data = map[string][]byte{keystore.HashesField: raw}
 		return nil

@@ -465,7 +465,8 @@ func TestDeliveryRefusals(t *testing.T) {
 		Spec: apiwardenv1alpha1.APIKeySetSpec{Consumers: []apiwardenv1alpha1.Consumer{
 			{Name: "local"},
 			{Name: "remote", SecretRef: &apiwardenv1alpha1.SecretDelivery{Namespace: "elsewhere"}},
-			{Name: "hashes", SecretRef: &apiwardenv1alpha1.SecretDelivery{Namespace: envNS, Name: store}}, // the hash store
+			{Name: "hashes", SecretRef: &apiwardenv1alpha1.SecretDelivery{Namespace: envNS, Name: store}},                 // the hash store
+			{Name: "squatter", SecretRef: &apiwardenv1alpha1.SecretDelivery{Namespace: envNS, Name: "other.keys.hashes"}}, // another set's, before it exists
 			{Name: "twin", SecretRef: &apiwardenv1alpha1.SecretDelivery{Name: "shop-keys-local"}},
 		}},
 	}
@@ -477,6 +478,7 @@ func TestDeliveryRefusals(t *testing.T) {
 		c := meta.FindStatusCondition(ks.Status.Conditions, apiwardenv1alpha1.ConditionReady)
 		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "consumer remote gets no new key: namespace elsewhere does not grant it: create a ReferenceGrant there from APIKeySet (group apiwarden.io) in namespace "+ns+" to Secret shop-keys-remote") &&
 			strings.Contains(c.Message, `consumer hashes gets no new key: its Secret "`+envNS+`/`+store+`" is already the hash store`) &&
+			strings.Contains(c.Message, `consumer squatter gets no new key: its Secret "`+envNS+`/other.keys.hashes" would take a name kept for hash stores`) &&
 			strings.Contains(c.Message, `consumer twin gets no new key: its Secret "shop-keys-local" is already consumer local's`)
 	})
 	if k, _ := keyOf(t, "local"); k == "" {
@@ -622,5 +624,49 @@ func TestKeyUsageWritesDoNotReconcile(t *testing.T) {
 	time.Sleep(time.Second)
 	if got := reconciles(t, "apikeyset") - before; got != 1 {
 		t.Errorf("%v reconciles after a key-usage status write and an annotation change, want 1 (the annotation's)", got)
+	}
+}
+
+// TestHashStoreMigration: a hash store an earlier build kept in the key
+// set's namespace is moved into apiwarden's namespace, so a key in its grace
+// period (no longer delivered, so not rebuilt from the delivered keys)
+// still verifies after the upgrade.
+func TestHashStoreMigration(t *testing.T) {
+	ctx := context.Background()
+	newNamespace(t)
+	ks := &apiwardenv1alpha1.APIKeySet{ObjectMeta: metav1.ObjectMeta{Name: "shop-keys", Namespace: ns},
+		Spec: apiwardenv1alpha1.APIKeySetSpec{Consumers: []apiwardenv1alpha1.Consumer{{Name: "app"}}}}
+	if err := k8s.Create(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a key", func() bool { k, _ := keyOf(t, "app"); return k != "" && hashStore(t) != nil })
+	old, _ := keyOf(t, "app")
+	touch(t, map[string]string{apiwardenv1alpha1.RotateAnnotation: "app@migration"})
+	eventually(t, "the rotated key", func() bool { k, _ := keyOf(t, "app"); return k != "" && k != old })
+	eventually(t, "the old key in grace, in the store", func() bool {
+		_, err := verifier(t).Verify(old, fake.Now())
+		return err == nil
+	})
+	// As an earlier build left it: the same store, in the key set's
+	// namespace, controlled by the key set; and none in apiwarden's.
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(ks), ks); err != nil {
+		t.Fatal(err)
+	}
+	current := hashStore(t)
+	yes := true
+	legacy := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-keys-apiwarden-hashes",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: apiwardenv1alpha1.GroupVersion.String(), Kind: "APIKeySet", Name: ks.Name, UID: ks.UID, Controller: &yes}}},
+		Data: map[string][]byte{keystore.HashesField: current.Data[keystore.HashesField]}}
+	if err := k8s.Create(ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Delete(ctx, current); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the store moved and the old one deleted", func() bool {
+		return hashStore(t) != nil && secret(t, "shop-keys-apiwarden-hashes") == nil
+	})
+	if _, err := verifier(t).Verify(old, fake.Now()); err != nil {
+		t.Errorf("the key in grace does not verify after the move: %v", err)
 	}
 }
