@@ -772,7 +772,9 @@ func (r *APIKeySetReconciler) readHashStore(ctx context.Context, ks *apiwardenv1
 
 // legacyHashStoreName is where builds before the hash stores moved into
 // apiwarden's namespace kept them: in the key set's namespace.
-func legacyHashStoreName(ks *apiwardenv1alpha1.APIKeySet) string { return ks.Name + "-apiwarden-hashes" }
+func legacyHashStoreName(ks *apiwardenv1alpha1.APIKeySet) string {
+	return ks.Name + "-apiwarden-hashes"
+}
 
 // migrateHashStore moves a hash store an earlier build wrote into the key
 // set's namespace (controlled by ks) into apiwarden's, so an upgrade loses
