@@ -16,10 +16,8 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/testenv"
@@ -136,7 +134,7 @@ func TestManagerStartsAndStopsOnSIGTERM(t *testing.T) {
 	// The endpoint answers only tokens allowed to get /metrics: none is
 	// 401, an account without the metrics-reader role 403, one bound to
 	// the role config/rbac ships gets the metrics.
-	reader := metricsReaderRole(t)
+	reader := testenv.ConfigClusterRoles(t, "metrics_reader_role.yaml")[0]
 	if err := k8s.Create(ctx, reader); err != nil {
 		t.Fatal(err)
 	}
@@ -282,24 +280,4 @@ func TestMetricsCertDirMissing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--metrics-cert-dir") || !strings.Contains(err.Error(), "tls.crt") {
 		t.Fatalf("run = %v, want an error naming --metrics-cert-dir and tls.crt", err)
 	}
-}
-
-// metricsReaderRole reads the metrics-reader ClusterRole that config/rbac
-// ships, so the test proves that file grants what a scrape needs.
-func metricsReaderRole(t *testing.T) *rbacv1.ClusterRole {
-	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "metrics_reader_role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.UnmarshalStrict(data, role); err != nil {
-		t.Fatalf("config/rbac/metrics_reader_role.yaml: %v", err)
-	}
-	role.Name = "apiwarden-" + role.Name
-	return role
 }

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 )
 
 // ServiceAccountToken creates the ServiceAccount namespace/name (and its
@@ -71,4 +75,29 @@ func Scrape(addr, token string) (int, string, error) {
 		return resp.StatusCode, "", fmt.Errorf("reading the metrics: %w", err)
 	}
 	return resp.StatusCode, string(body), nil
+}
+
+// ConfigClusterRoles reads the ClusterRoles of config/rbac/<file>, named as
+// config/default names them (prefix apiwarden-), so a test proves what that
+// file grants.
+func ConfigClusterRoles(t testing.TB, file string) []*rbacv1.ClusterRole {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*rbacv1.ClusterRole
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		role := &rbacv1.ClusterRole{}
+		if err := yaml.UnmarshalStrict([]byte(doc), role); err != nil {
+			t.Fatalf("config/rbac/%s: %v", file, err)
+		}
+		role.Name = "apiwarden-" + role.Name
+		out = append(out, role)
+	}
+	return out
 }

@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
 	"github.com/apiwarden/apiwarden/internal/testenv"
@@ -109,7 +108,11 @@ func TestCoverageCLI(t *testing.T) {
 	// kube-controller-manager's, which does not run here), and read of the
 	// Gateway API kinds in shop. Without the baseline reader
 	// the report is refused with a hint; with it, it is shop's block.
-	userRoles(t, k8s)
+	for _, role := range testenv.ConfigClusterRoles(t, "user_roles.yaml") {
+		if err := k8s.Create(ctx, role); err != nil {
+			t.Fatal(err)
+		}
+	}
 	dev, err := env.AddUser(envtest.User{Name: "dev", Groups: []string{"system:authenticated"}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -165,29 +168,5 @@ func TestCoverageCLI(t *testing.T) {
 	cmd.Stderr = &errb
 	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 2 || !bytes.Contains(errb.Bytes(), []byte("kubeconfig")) {
 		t.Errorf("missing kubeconfig: exit %d, %q", cmd.ProcessState.ExitCode(), errb.String())
-	}
-}
-
-// userRoles creates the roles config/rbac/user_roles.yaml ships, named as
-// config/default names them.
-func userRoles(t *testing.T, k8s client.Client) {
-	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "user_roles.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, doc := range strings.Split(string(data), "\n---\n") {
-		role := &rbacv1.ClusterRole{}
-		if err := yaml.UnmarshalStrict([]byte(doc), role); err != nil {
-			t.Fatalf("config/rbac/user_roles.yaml: %v", err)
-		}
-		role.Name = "apiwarden-" + role.Name
-		if err := k8s.Create(context.Background(), role); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
