@@ -225,6 +225,7 @@ type APIKeySetStatus struct {
 // +kubebuilder:printcolumn:name="Rotate Every",type=string,JSONPath=`.spec.rotation.every`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="an APIKeySet's name must be at most 63 characters: it is the value of the apiwarden.io/apikeyset label on every Secret apiwarden writes for it"
 type APIKeySet struct {
 	metav1.TypeMeta `json:",inline"`
 	// metadata is the standard object metadata.

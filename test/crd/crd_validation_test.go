@@ -262,6 +262,22 @@ func TestInvalidSpecsAreRejected(t *testing.T) {
 	}
 }
 
+// TestLongAPIKeySetNameRejected: a key set's name labels its Secrets, so one
+// longer than a label value is refused at create, with the reason, rather
+// than failing every reconcile.
+func TestLongAPIKeySetNameRejected(t *testing.T) {
+	ctx := context.Background()
+	spec := "consumers: [{name: app}]"
+	long := object(t, "APIKeySet", strings.Repeat("k", 64), spec)
+	if err := k8s.Create(ctx, long); err == nil || !strings.Contains(err.Error(), "at most 63 characters") {
+		t.Fatalf("a 64-character APIKeySet name: %v, want the 63-character refusal", err)
+	}
+	fits := object(t, "APIKeySet", strings.Repeat("k", 63), spec)
+	if err := k8s.Create(ctx, fits, client.DryRunAll); err != nil {
+		t.Fatalf("a 63-character APIKeySet name was refused: %v", err)
+	}
+}
+
 func TestValidEdgeCasesAreAccepted(t *testing.T) {
 	cases := []struct {
 		name, kind, spec string
