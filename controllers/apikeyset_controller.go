@@ -760,6 +760,9 @@ func (r *APIKeySetReconciler) readHashStore(ctx context.Context, ks *apiwardenv1
 	if !isHashStoreFor(&s, ks) {
 		return nil, fmt.Errorf("the Secret %s/%s, where the hash store goes, is not this key set's hash store", s.Namespace, s.Name)
 	}
+	if err := r.dropLegacyHashStore(ctx, ks); err != nil {
+		return nil, err
+	}
 	entries, err := keystore.Decode(&s)
 	if err != nil {
 		return nil, err
@@ -809,6 +812,31 @@ func (r *APIKeySetReconciler) migrateHashStore(ctx context.Context, ks *apiwarde
 		out[e.ID] = e
 	}
 	return out, nil
+}
+
+// dropLegacyHashStore deletes a hash store an earlier build left in the key
+// set's namespace once the store in apiwarden's namespace exists (a
+// reconcile running across the upgrade may have written it before
+// migrateHashStore could). It looks in the manager's metadata cache, so the
+// common case, none, costs no request.
+func (r *APIKeySetReconciler) dropLegacyHashStore(ctx context.Context, ks *apiwardenv1alpha1.APIKeySet) error {
+	var old metav1.PartialObjectMetadata
+	old.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := r.Get(ctx, client.ObjectKey{Namespace: ks.Namespace, Name: legacyHashStoreName(ks)}, &old)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("looking for the hash store of an earlier version: %w", err)
+	}
+	if !metav1.IsControlledBy(&old, ks) {
+		return nil
+	}
+	uid := old.GetUID()
+	if err := r.Delete(ctx, &old, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting the hash store of an earlier version: %w", err)
+	}
+	return nil
 }
 
 // isHashStoreFor reports whether s, found where ks's hash store goes, is it:
