@@ -216,7 +216,7 @@ func (r *APIKeySetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 				return ctrl.Result{}, fmt.Errorf("reading the hash store: %w", err)
 			}
 			if err == nil && isHashStoreFor(&store, &ks) {
-				if err := r.Delete(ctx, &store, client.Preconditions{UID: &store.UID}); client.IgnoreNotFound(err) != nil {
+				if err := r.deleteExact(ctx, &store); err != nil {
 					return ctrl.Result{}, fmt.Errorf("deleting the hash store: %w", err)
 				}
 			}
@@ -805,7 +805,7 @@ func (r *APIKeySetReconciler) migrateHashStore(ctx context.Context, ks *apiwarde
 	if err := r.Create(ctx, moved); err != nil {
 		return nil, fmt.Errorf("moving the hash store into %s: %w", r.Namespace, err)
 	}
-	if err := r.Delete(ctx, &old, client.Preconditions{UID: &old.UID}); client.IgnoreNotFound(err) != nil {
+	if err := r.deleteExact(ctx, &old); err != nil {
 		return nil, fmt.Errorf("deleting the hash store of an earlier version: %w", err)
 	}
 	for _, e := range entries {
@@ -832,11 +832,17 @@ func (r *APIKeySetReconciler) dropLegacyHashStore(ctx context.Context, ks *apiwa
 	if !metav1.IsControlledBy(&old, ks) {
 		return nil
 	}
-	uid := old.GetUID()
-	if err := r.Delete(ctx, &old, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+	if err := r.deleteExact(ctx, &old); err != nil {
 		return fmt.Errorf("deleting the hash store of an earlier version: %w", err)
 	}
 	return nil
+}
+
+// deleteExact deletes o only if it is still the object that was read (same
+// UID: not one recreated under its name since); gone already is fine.
+func (r *APIKeySetReconciler) deleteExact(ctx context.Context, o client.Object) error {
+	uid := o.GetUID()
+	return client.IgnoreNotFound(r.Delete(ctx, o, client.Preconditions{UID: &uid}))
 }
 
 // isHashStoreFor reports whether s, found where ks's hash store goes, is it:

@@ -12,7 +12,6 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	apiwardenv1alpha1 "github.com/apiwarden/apiwarden/api/v1alpha1"
@@ -35,13 +34,7 @@ func TestAuthzRunsWithItsOwnRBAC(t *testing.T) {
 	helmPath = tool(t, "helm")
 	const release, namespace, apps = "aw-authzrun", "aw-authzrun-system", "authzrun"
 	objs, _ := renderChart(t, release, namespace, []string{"authz.separateDeployment=true"})
-	var kept []*unstructured.Unstructured
-	for _, o := range objs {
-		// The webhook is not served here (see TestManagerRunsWithItsOwnRBAC).
-		if o.GetKind() != "ValidatingWebhookConfiguration" {
-			kept = append(kept, o)
-		}
-	}
+	kept := withoutWebhooks(objs)
 	ensureNamespace(t, namespace)
 	applyAll(t, append(chartCRDs(t), kept...), nil)
 	fullname := release + "-apiwarden"

@@ -29,16 +29,9 @@ import (
 // APIKeySet's keys into Secrets and write its status, and never be refused
 // by the apiserver.
 func TestManagerRunsWithItsOwnRBAC(t *testing.T) {
-	objs := renderKustomize(t, "config/default")
-	var kept []*unstructured.Unstructured
-	for _, o := range objs {
-		// The webhook would be called by the apiserver for the sample
-		// objects below; it is served by the manager under test only on
-		// loopback, which the Service in the configuration does not reach.
-		if o.GetKind() != "ValidatingWebhookConfiguration" {
-			kept = append(kept, o)
-		}
-	}
+	// The webhook would be called by the apiserver for the sample objects
+	// below; the manager under test serves it only on loopback.
+	kept := withoutWebhooks(renderKustomize(t, "config/default"))
 	applyAll(t, kept, nil)
 
 	ports := make([]int, 5)

@@ -33,12 +33,7 @@ func TestUninstallOrder(t *testing.T) {
 	const release, namespace = "aw-uninstall", "aw-uninstall-system"
 	const apps, team = "uninstall-apps", "uninstall-team"
 	objs, _ := renderChart(t, release, namespace, nil)
-	var kept []*unstructured.Unstructured
-	for _, o := range objs {
-		if o.GetKind() != "ValidatingWebhookConfiguration" { // not served here
-			kept = append(kept, o)
-		}
-	}
+	kept := withoutWebhooks(objs)
 	ensureNamespace(t, namespace)
 	applyAll(t, append(chartCRDs(t), kept...), nil)
 	ports := make([]int, 1)
